@@ -1,0 +1,21 @@
+"""ASGI entry point: HTTP goes to Django, WebSockets to the Channels routes."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callrecorder.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from recordings_app.routing import websocket_urlpatterns  # noqa: E402
+
+# The Vonage audio socket is not wrapped in an Origin check: Vonage is a
+# server, sends no Origin, and AllowedHostsOriginValidator would refuse it.
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -1,0 +1,250 @@
+"""Settings for callrecorder, read from the environment.
+
+Every setting has a default that is safe for a newcomer's machine (DEBUG on,
+SQLite, the in-memory channel layer, local media/). With DEBUG off, the
+secrets must come from the environment or the server refuses to start.
+See the settings table in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def dev_secret_key() -> str:
+    """A per-checkout key kept out of the repository, so dev logins survive restarts."""
+    path = BASE_DIR / ".dev-secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("DEBUG", True)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off it must come from the "
+            "environment (for example: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))')."
+        )
+    SECRET_KEY = dev_secret_key()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS is not set. With DEBUG off it must list the host "
+            "names this server answers to, comma-separated."
+        )
+    # Local use plus the usual tunnels a developer points Vonage at.
+    ALLOWED_HOSTS = [
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        ".ngrok-free.app",
+        ".ngrok.app",
+        ".ngrok.io",
+        ".trycloudflare.com",
+        ".loca.lt",
+    ]
+
+# The public base URL Vonage reaches us at (https://example.com). When unset,
+# the WebSocket URI in the NCCO is derived from each answer request.
+PUBLIC_URL = os.environ.get("PUBLIC_URL", "").rstrip("/")
+if PUBLIC_URL and not PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"PUBLIC_URL must start with http:// or https://, not {PUBLIC_URL!r}"
+    )
+
+# Behind a tunnel or reverse proxy the original scheme and host arrive in
+# X-Forwarded-Proto / X-Forwarded-Host. Turn this off when the server is
+# exposed directly, so clients cannot spoof them.
+TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", True)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+if PUBLIC_URL and PUBLIC_URL not in CSRF_TRUSTED_ORIGINS:
+    CSRF_TRUSTED_ORIGINS.append(PUBLIC_URL)
+
+INSTALLED_APPS = [
+    "daphne",  # first, so runserver serves ASGI (daphne.E001)
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "recordings_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "callrecorder.urls"
+ASGI_APPLICATION = "callrecorder.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default, set up for many concurrent writers: WAL lets readers
+# run beside a writer, IMMEDIATE takes the write lock at BEGIN (no deadlock
+# on upgrade), and the timeout makes a writer wait instead of failing with
+# "database is locked".
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Recordings are never served from a public URL: MEDIA_URL exists for
+# Django's sake only, and the media view streams files with Range support.
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+LOGIN_URL = "admin:login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "recordings_app": {
+            "handlers": ["console"],
+            "level": os.environ.get("LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
+}
+
+# --- callrecorder ---------------------------------------------------------
+
+# Spoken to the caller before the call is connected to the recorder.
+CALLRECORDER_GREETING = os.environ.get(
+    "CALLRECORDER_GREETING", "This call is recorded."
+)
+# Sample rate asked of Vonage: 8000, 16000 or 24000 (16-bit mono PCM).
+CALLRECORDER_SAMPLE_RATE = int(os.environ.get("CALLRECORDER_SAMPLE_RATE", "16000"))
+if CALLRECORDER_SAMPLE_RATE not in (8000, 16000, 24000):
+    raise ImproperlyConfigured(
+        "CALLRECORDER_SAMPLE_RATE must be 8000, 16000 or 24000, "
+        f"not {CALLRECORDER_SAMPLE_RATE}"
+    )
+# Where audio is written while a call is live; on the same filesystem as
+# MEDIA_ROOT, finishing a recording is a rename, not a copy.
+SPOOL_DIR = Path(os.environ.get("SPOOL_DIR", BASE_DIR / "spool"))
+# How often the spool is flushed to the operating system while a call runs.
+CALLRECORDER_SPOOL_FLUSH_SECONDS = float(
+    os.environ.get("CALLRECORDER_SPOOL_FLUSH_SECONDS", "1.0")
+)
+CALLRECORDER_CALLS_PER_PAGE = int(os.environ.get("CALLRECORDER_CALLS_PER_PAGE", "25"))
+
+# Daphne's per-message limit, used by runserver (1 MiB; never 0). One 20 ms
+# frame at 24 kHz is 960 bytes.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 1024 * 1024

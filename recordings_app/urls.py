@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+app_name = "recordings"
+
+urlpatterns = [
+    path("", views.call_list, name="call_list"),
+    path("calls/<int:pk>/", views.call_detail, name="call_detail"),
+    path(
+        "recordings/<int:pk>/audio.wav", views.recording_media, name="recording_media"
+    ),
+    path(
+        "recordings/<int:pk>/download",
+        views.recording_download,
+        name="recording_download",
+    ),
+    path("webhooks/answer", views.answer_webhook, name="answer_webhook"),
+    path("webhooks/event", views.event_webhook, name="event_webhook"),
+]
