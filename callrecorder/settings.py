@@ -189,7 +189,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves static files in every mode. In production they are
+# collected first (manage.py collectstatic); in development they are found
+# in the apps directly.
+STATIC_ROOT = (
+    None if DEBUG else Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+)
+WHITENOISE_USE_FINDERS = True
 
 # Recordings are never served from a public URL: MEDIA_URL exists for
 # Django's sake only, and the media view streams files with Range support.

@@ -35,9 +35,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(header)
         return max(size - length, 0), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # invalid: ignore the header
     if start >= size:
         raise RangeNotSatisfiable(header)
+    end = int(last) if last else size - 1
     return start, min(end, size - 1)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _media_and_spool(settings, tmp_path: Path) -> None:
+    """Each test writes recordings and spools under its own tmp_path."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.SPOOL_DIR = tmp_path / "spool"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory) -> None:
+    """Keep the SQLite test database in a file, so a Daphne subprocess can share it."""
+    db = django_settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db.setdefault("TEST", {})["NAME"] = str(
+            tmp_path_factory.mktemp("db") / "test.sqlite3"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """A URL for the test database this process uses, for a server subprocess."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}{db['HOST']}{port}/{db['NAME']}"
+
+
+class DaphneServer:
+    """A real Daphne process serving the app on a free port."""
+
+    def __init__(self, *, media_root: Path, spool_dir: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "callrecorder.settings",
+            "DATABASE_URL": database_url(),
+            "MEDIA_ROOT": str(media_root),
+            "SPOOL_DIR": str(spool_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log = open(log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "callrecorder.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_until_listening()
+
+    def _wait_until_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Daphne exited early:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(
+            f"Daphne did not listen within {timeout} s:\n{self.output()}"
+        )
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daphne_server(transactional_db, settings, tmp_path: Path) -> Iterator[DaphneServer]:
+    """Start Daphne on the test database; its output is shown if the test fails."""
+    server = DaphneServer(
+        media_root=settings.MEDIA_ROOT,
+        spool_dir=settings.SPOOL_DIR,
+        log_path=tmp_path / "daphne.log",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        sys.stdout.write(f"\n--- Daphne output ---\n{server.output()[-5000:]}\n")

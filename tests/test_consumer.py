@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import wave
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from recordings_app.models import Call, CallEvent, Recording
+from recordings_app.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def pcm(seconds: float, rate: int, seed: int = 1) -> bytes:
+    """Noise: any dropped, repeated or shifted byte changes the result."""
+    return random.Random(seed).randbytes(int(seconds * rate) * 2)
+
+
+def ids(n: int = 1) -> dict[str, str]:
+    return {
+        "uuid": f"aaaaaaaa-0000-0000-0000-{n:012d}",
+        "conversation_uuid": f"CON-bbbbbbbb-0000-0000-0000-{n:012d}",
+    }
+
+
+async def open_socket(n: int = 1, *, rate: int = 16000, query: str | None = None):
+    call = ids(n)
+    path = "/ws/audio?" + (
+        query
+        if query is not None
+        else f"uuid={call['uuid']}&conversation_uuid={call['conversation_uuid']}"
+    )
+    communicator = WebsocketCommunicator(application, path)
+    connected, _ = await communicator.connect()
+    assert connected
+    if rate:
+        await communicator.send_to(
+            text_data=json.dumps(
+                {
+                    "event": "websocket:connected",
+                    "content-type": f"audio/l16;rate={rate}",
+                    "call_uuid": call["uuid"],
+                    "conversation_uuid": call["conversation_uuid"],
+                }
+            )
+        )
+    return communicator
+
+
+async def send_frames(communicator, audio: bytes, frame: int) -> None:
+    for start in range(0, len(audio), frame):
+        await communicator.send_to(bytes_data=audio[start : start + frame])
+
+
+@database_sync_to_async
+def recordings_of(n: int = 1) -> list[Recording]:
+    return list(Recording.objects.filter(call__uuid=ids(n)["uuid"]))
+
+
+def wav_of(recording: Recording) -> tuple[int, bytes]:
+    with recording.file.open("rb") as handle, wave.open(handle) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        return wav.getframerate(), wav.readframes(wav.getnframes())
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+async def test_audio_at_each_rate_is_saved_bit_exact_with_its_rate(rate):
+    audio = pcm(1.0, rate)
+    communicator = await open_socket(rate=rate)
+    await send_frames(communicator, audio, rate // 50 * 2)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording) == (rate, audio)
+    assert recording.sample_rate == rate
+    assert recording.frame_count == 50
+    assert recording.duration_seconds == pytest.approx(1.0)
+    assert recording.size_bytes == len(audio) + 44 == recording.file.size
+
+
+async def test_odd_sized_frames_are_joined_without_losing_or_shifting_a_byte():
+    audio = pcm(0.5, 16000)
+    communicator = await open_socket()
+    await send_frames(communicator, audio, 641)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording) == (16000, audio)
+    assert recording.odd_byte_carries > 0
+
+
+async def test_dtmf_is_stored_as_a_call_event_and_never_written_into_the_audio():
+    audio = pcm(0.4, 16000)
+    communicator = await open_socket()
+    await send_frames(communicator, audio[:6400], 640)
+    dtmf = {"event": "websocket:dtmf", "digit": "5", "duration": 260}
+    await communicator.send_to(text_data=json.dumps(dtmf))
+    await communicator.send_to(text_data=json.dumps(dtmf))  # pressed twice
+    await send_frames(communicator, audio[6400:], 640)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording)[1] == audio
+    presses = CallEvent.objects.filter(status="websocket:dtmf")
+    digits = [event.dtmf_digit async for event in presses]
+    assert digits == ["5", "5"]
+
+
+async def test_a_socket_that_sends_no_audio_saves_no_recording_but_keeps_the_call(
+    settings,
+):
+    communicator = await open_socket()
+    await communicator.disconnect()
+
+    assert await recordings_of() == []
+    call = await Call.objects.aget(uuid=ids()["uuid"])
+    assert call.conversation_uuid == ids()["conversation_uuid"]
+    assert list(settings.SPOOL_DIR.iterdir()) == []
+
+
+async def test_two_calls_at_once_each_get_their_own_bit_exact_file():
+    first_audio, second_audio = pcm(1.0, 16000, seed=1), pcm(1.0, 16000, seed=2)
+    first, second = await open_socket(1), await open_socket(2)
+    for start in range(0, len(first_audio), 640):
+        await first.send_to(bytes_data=first_audio[start : start + 640])
+        await second.send_to(bytes_data=second_audio[start : start + 640])
+    await asyncio.gather(first.disconnect(), second.disconnect())
+
+    [first_recording] = await recordings_of(1)
+    [second_recording] = await recordings_of(2)
+    assert first_recording.file.name != second_recording.file.name
+    assert wav_of(first_recording)[1] == first_audio
+    assert wav_of(second_recording)[1] == second_audio
+
+
+async def test_a_reconnect_of_the_same_call_adds_a_recording_and_overwrites_nothing():
+    audio = pcm(0.2, 16000)
+    for _ in range(2):
+        communicator = await open_socket()
+        await send_frames(communicator, audio, 640)
+        await communicator.disconnect()
+
+    recordings = await recordings_of()
+    assert len(recordings) == 2
+    assert recordings[0].file.name != recordings[1].file.name
+    assert all(wav_of(recording)[1] == audio for recording in recordings)
+
+
+async def test_ids_may_come_from_the_connected_message_alone():
+    audio = pcm(0.2, 16000)
+    communicator = await open_socket(query="")
+    await send_frames(communicator, audio, 640)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording)[1] == audio
+
+
+async def test_socket_with_a_forged_id_is_closed_with_4400():
+    communicator = await open_socket(query="uuid=../../etc&conversation_uuid=x", rate=0)
+
+    output = await communicator.receive_output()
+    assert output == {
+        "type": "websocket.close",
+        "code": 4400,
+        "reason": "uuid is not a valid Vonage identifier",
+    }
+    await communicator.disconnect()
+
+
+async def test_first_message_other_than_connected_is_closed_with_4400():
+    communicator = await open_socket(rate=0)
+    await communicator.send_to(text_data=json.dumps({"event": "websocket:dtmf"}))
+
+    output = await communicator.receive_output()
+    assert output["type"] == "websocket.close"
+    assert output["code"] == 4400
+    await communicator.disconnect()
+    assert not await Recording.objects.aexists()
+
+
+async def test_audio_before_connected_is_refused_with_4400():
+    communicator = await open_socket(rate=0)
+    await communicator.send_to(bytes_data=b"\x00" * 640)
+
+    assert (await communicator.receive_output())["code"] == 4400
+    await communicator.disconnect()
+
+
+async def test_unsupported_audio_format_is_closed_with_4415():
+    communicator = await open_socket(rate=0)
+    await communicator.send_to(
+        text_data=json.dumps(
+            {"event": "websocket:connected", "content-type": "audio/mulaw;rate=8000"}
+        )
+    )
+
+    output = await communicator.receive_output()
+    assert output["code"] == 4415
+    assert "unsupported content-type" in output["reason"]
+    await communicator.disconnect()
+
+
+async def test_garbled_text_mid_call_is_kept_and_the_audio_goes_on():
+    audio = pcm(0.2, 16000)
+    communicator = await open_socket()
+    await send_frames(communicator, audio[:3200], 640)
+    await communicator.send_to(text_data="not json at all")
+    await send_frames(communicator, audio[3200:], 640)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording)[1] == audio
+    event = await CallEvent.objects.aget(status="websocket:invalid")
+    assert event.payload == {"text": "not json at all"}
+
+
+async def test_socket_start_and_end_are_published_to_the_calls_group():
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("calls", channel)
+    communicator = await open_socket()
+    await communicator.send_to(bytes_data=b"\x01\x00" * 320)
+
+    started = await asyncio.wait_for(layer.receive(channel), 5)
+    await communicator.disconnect()
+    ended = await asyncio.wait_for(layer.receive(channel), 5)
+    call = await Call.objects.aget(uuid=ids()["uuid"])
+    assert started == {"type": "call.started", "call_id": call.pk}
+    assert ended == {"type": "call.ended", "call_id": call.pk}
+    await layer.group_discard("calls", channel)

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.urls import reverse
+from django.utils import timezone
+
+from recordings_app import services
+from recordings_app.audio import SpoolWriter
+from recordings_app.models import Call, CallEvent, Recording
+
+pytestmark = pytest.mark.django_db
+
+
+def make_call(n: int, **fields) -> Call:
+    return Call.objects.create(
+        uuid=f"aaaaaaaa-0000-0000-0000-{n:012d}",
+        conversation_uuid=f"CON-{n}",
+        from_number=f"4477001{n:05d}",
+        to_number="447700900000",
+        status="completed",
+        **fields,
+    )
+
+
+def record(call: Call, audio: bytes, spool_dir: Path, rate: int = 16000) -> Recording:
+    spool = SpoolWriter(
+        spool_dir,
+        call_uuid=call.uuid,
+        conversation_uuid=call.conversation_uuid,
+        sample_rate=rate,
+    )
+    for start in range(0, len(audio), 640):
+        spool.write(audio[start : start + 640])
+    return services.recording_finalize(call=call, spool=spool.close())
+
+
+@pytest.fixture
+def audio() -> bytes:
+    return random.Random(3).randbytes(16000 * 2 * 2)  # two seconds
+
+
+@pytest.fixture
+def recording(settings, audio) -> Recording:
+    return record(make_call(1), audio, settings.SPOOL_DIR)
+
+
+def body(response) -> bytes:
+    """Read a streamed response the way the ASGI server does (async iteration)."""
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()
+
+
+def test_list_shows_calls_newest_first_with_their_numbers_and_status(client):
+    now = timezone.now()
+    make_call(1, started_at=now - timedelta(hours=2))
+    make_call(2, started_at=now - timedelta(minutes=5), duration_seconds=125)
+
+    page = client.get(reverse("recordings:call_list")).content.decode()
+
+    assert page.index("447700100002") < page.index("447700100001")
+    assert "2:05" in page
+    assert "completed" in page
+
+
+def test_list_is_paginated(client, settings):
+    settings.CALLRECORDER_CALLS_PER_PAGE = 2
+    for n in range(5):
+        make_call(n, started_at=timezone.now() - timedelta(minutes=n))
+
+    first = client.get(reverse("recordings:call_list")).content.decode()
+    last = client.get(reverse("recordings:call_list"), {"page": 3}).content.decode()
+
+    assert "Page 1 of 3" in first and "447700100000" in first
+    assert "447700100004" in last and "447700100000" not in last
+
+
+def test_list_runs_the_same_few_queries_for_a_full_page(
+    client, settings, django_assert_max_num_queries
+):
+    for n in range(25):
+        call = make_call(n)
+        record(call, b"\x00\x01" * 320, settings.SPOOL_DIR)
+
+    with django_assert_max_num_queries(3):
+        response = client.get(reverse("recordings:call_list"))
+    assert response.content.decode().count("1 recording") == 25
+
+
+def test_detail_page_has_a_player_download_link_and_timeline(client, recording):
+    call = recording.call
+    CallEvent.objects.create(
+        call=call, source="webhook", status="ringing", payload={}, fingerprint="a"
+    )
+    CallEvent.objects.create(
+        call=call,
+        source="socket",
+        status="websocket:dtmf",
+        payload={"digit": "7"},
+        fingerprint="b",
+    )
+
+    page = client.get(call.get_absolute_url()).content.decode()
+
+    assert (
+        f'<audio controls preload="metadata" src="{recording.get_absolute_url()}"'
+        in page
+    )
+    assert f'href="{recording.get_download_url()}"' in page
+    assert "ringing" in page
+    assert '<strong class="mono">7</strong>' in page
+    assert "0:02" in page
+
+
+def test_detail_of_a_call_without_audio_says_so(client):
+    call = make_call(1)
+
+    page = client.get(call.get_absolute_url()).content.decode()
+
+    assert "No audio was recorded for this call." in page
+
+
+def test_unknown_call_is_404(client):
+    assert client.get(reverse("recordings:call_detail", args=[999])).status_code == 404
+
+
+def test_media_serves_the_whole_wav_and_advertises_ranges(client, recording, audio):
+    response = client.get(recording.get_absolute_url())
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/wav"
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["Content-Length"] == str(len(audio) + 44)
+    data = body(response)
+    assert data[:4] == b"RIFF" and data[44:] == audio
+    assert response["Content-Disposition"].startswith("inline")
+
+
+def test_media_answers_a_seek_with_206_and_just_those_bytes(client, recording, audio):
+    middle = 44 + len(audio) // 2
+
+    response = client.get(
+        recording.get_absolute_url(), headers={"Range": f"bytes={middle}-"}
+    )
+
+    assert response.status_code == 206
+    total = len(audio) + 44
+    assert response["Content-Range"] == f"bytes {middle}-{total - 1}/{total}"
+    assert response["Content-Length"] == str(total - middle)
+    assert body(response) == audio[len(audio) // 2 :]
+
+
+def test_media_answers_a_bounded_range(client, recording, audio):
+    response = client.get(
+        recording.get_absolute_url(), headers={"Range": "bytes=44-143"}
+    )
+
+    assert response.status_code == 206
+    assert body(response) == audio[:100]
+
+
+def test_media_range_past_the_end_is_416(client, recording, audio):
+    response = client.get(
+        recording.get_absolute_url(), headers={"Range": f"bytes={len(audio) + 44}-"}
+    )
+
+    assert response.status_code == 416
+    assert response["Content-Range"] == f"bytes */{len(audio) + 44}"
+
+
+def test_download_gives_the_same_bytes_as_an_attachment(client, recording):
+    played = body(client.get(recording.get_absolute_url()))
+
+    response = client.get(recording.get_download_url())
+
+    assert response["Content-Disposition"].startswith("attachment")
+    assert ".wav" in response["Content-Disposition"]
+    assert body(response) == played
+
+
+def test_head_request_gives_headers_only(client, recording, audio):
+    response = client.head(recording.get_absolute_url())
+
+    assert response.status_code == 200
+    assert response["Content-Length"] == str(len(audio) + 44)
+    assert response.content == b""
+
+
+def test_media_of_an_unknown_recording_is_404(client):
+    response = client.get(reverse("recordings:recording_media", args=[999]))
+
+    assert response.status_code == 404
