@@ -159,6 +159,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+# PostgreSQL through a bounded connection pool: each request runs in a
+# thread of its own, so a burst of webhooks would otherwise open a
+# connection each and fail with "too many clients"; now they wait their turn.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")),
+        "timeout": 30,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -220,6 +229,8 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Warnings and errors from everything else (django.request's tracebacks).
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "recordings_app": {
             "handlers": ["console"],

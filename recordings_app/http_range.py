@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import re
 
-_SINGLE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_SINGLE_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.IGNORECASE)
+_PAST_EVERY_FILE = 10**18
 
 
 class RangeNotSatisfiable(ValueError):
     """The range lies wholly past the end of the file (answer 416)."""
+
+
+def _position(digits: str) -> int | None:
+    """'' -> None; a number longer than any file is never turned into a huge int."""
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _PAST_EVERY_FILE
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -23,21 +32,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _SINGLE_RANGE.match(header)
+    match = _SINGLE_RANGE.fullmatch(header)
     if not match:
         return None
-    first, last = match.groups()
-    if not first and not last:
+    first, last = (_position(digits) for digits in match.groups())
+    if first is None and last is None:
         return None
-    if not first:  # suffix range: the last N bytes
-        length = int(last)
-        if length == 0 or size == 0:
+    if first is None:  # suffix range: the last N bytes
+        if last == 0 or size == 0:
             raise RangeNotSatisfiable(header)
-        return max(size - length, 0), size - 1
-    start = int(first)
-    if last and int(last) < start:
+        return max(size - last, 0), size - 1
+    if last is not None and last < first:
         return None  # invalid: ignore the header
-    if start >= size:
+    if first >= size:
         raise RangeNotSatisfiable(header)
-    end = int(last) if last else size - 1
-    return start, min(end, size - 1)
+    end = size - 1 if last is None else min(last, size - 1)
+    return first, end

@@ -29,11 +29,11 @@ CLOSE_UNSUPPORTED_AUDIO = 4415
 
 # Vonage call and conversation ids: a UUID, "CON-" plus a UUID, or similar.
 # Nothing else is accepted, so an id is always safe in a file name or a URL.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 # Connect's "from" must be an E.164 number without "+" (the SDK's own rule).
-_E164_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
+_E164_PATTERN = re.compile(r"[1-9][0-9]{6,14}")
 _CONTENT_TYPE_PATTERN = re.compile(
-    r"^\s*audio/l16\s*;\s*rate\s*=\s*(\d+)\s*$", re.IGNORECASE
+    r"\s*audio/l16\s*;\s*rate\s*=\s*([0-9]{1,6})\s*", re.IGNORECASE
 )
 
 # Order of a call's progress; a status never moves the call backwards, so an
@@ -67,7 +67,7 @@ def clean_id(value: Any, name: str, *, required: bool = True) -> str:
         if required:
             raise InvalidWebhook(f"{name} is missing")
         return ""
-    if not isinstance(value, str) or not _ID_PATTERN.match(value):
+    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
         raise InvalidWebhook(f"{name} is not a valid Vonage identifier")
     return value
 
@@ -153,7 +153,7 @@ def build_ncco(
     )
     # Connect needs a caller id: our own number when it is a valid E.164
     # (it is the number the caller dialled), else one Vonage picks.
-    if _E164_PATTERN.match(from_number):
+    if _E164_PATTERN.fullmatch(from_number):
         connect = Connect(endpoint=[endpoint], from_=from_number, eventUrl=[event_url])
     else:
         connect = Connect(
@@ -192,6 +192,24 @@ def _event_kind(payload: Mapping[str, Any]) -> str:
     if "reason" in payload:
         return "error"
     return "event"
+
+
+def _duration(value: Any) -> int | None:
+    """Vonage sends "65" (a string); a JSON integer is fine too."""
+    if value is None or value == "":
+        return None
+    if str(value).startswith("-"):
+        raise InvalidWebhook("duration is negative")
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) < 10
+    ):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return value
+    raise InvalidWebhook("duration is not a whole number of seconds")
 
 
 @dataclass(frozen=True)
@@ -233,15 +251,7 @@ def parse_event(payload: Mapping[str, Any]) -> CallEventData:
         )
     status = _text(payload, "status", max_length=40) or _event_kind(payload)
     direction = _text(payload, "direction", max_length=20)
-    duration = payload.get("duration")
-    duration_seconds = None
-    if duration not in (None, ""):
-        try:
-            duration_seconds = int(duration)
-        except (TypeError, ValueError):
-            raise InvalidWebhook("duration is not a whole number of seconds") from None
-        if duration_seconds < 0:
-            raise InvalidWebhook("duration is negative")
+    duration_seconds = _duration(payload.get("duration"))
     websocket_leg = is_websocket_leg(payload)
     return CallEventData(
         conversation_uuid=conversation_uuid,
@@ -265,7 +275,7 @@ def sample_rate_from_content_type(content_type: Any) -> int:
     """`audio/l16;rate=16000` -> 16000; anything else is refused."""
     if not isinstance(content_type, str):
         raise InvalidSocketMessage("content-type is missing")
-    match = _CONTENT_TYPE_PATTERN.match(content_type)
+    match = _CONTENT_TYPE_PATTERN.fullmatch(content_type)
     if not match or int(match.group(1)) not in ACCEPTED_SAMPLE_RATES:
         raise InvalidSocketMessage(f"unsupported content-type {content_type[:60]!r}")
     return int(match.group(1))
@@ -287,8 +297,8 @@ def parse_socket_message(text: str) -> SocketMessage:
     """Parse a socket text message; it must be a JSON object."""
     try:
         payload = json.loads(text)
-    except ValueError:
-        raise InvalidSocketMessage("text message is not JSON") from None
+    except (ValueError, RecursionError):
+        raise InvalidSocketMessage("text message is not JSON we can read") from None
     if not isinstance(payload, dict):
         raise InvalidSocketMessage("text message is not a JSON object")
     event = payload.get("event")

@@ -1,0 +1,71 @@
+# Two commands for a newcomer:
+#   make run    set up (venv, packages, database) and serve the app on :8000
+#   make test   set up everything and run every test (lint, SQLite pass,
+#               then PostgreSQL + Redis pass)
+# Other targets: make admin (create a login for the admin), make lint.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The second test pass runs against these (the machine's own services).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# Debian packages the tests need (installed when running as root).
+SYSTEM_PACKAGES ?=
+
+.PHONY: run test admin lint venv system-deps test-sqlite test-services
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, create a login with: make admin)"
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+admin: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createsuperuser
+
+system-deps:
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "Missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv system-deps lint test-sqlite test-services
+
+test-sqlite: venv
+	@echo "=== Test pass 1: SQLite, in-memory channel layer ==="
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
+
+test-services: venv
+	@if $(PY) -c "import socket; [socket.create_connection(a, timeout=2).close() for a in (('127.0.0.1', 5432), ('127.0.0.1', 6379))]" 2>/dev/null; then \
+	  echo "=== Test pass 2: PostgreSQL ($(TEST_DATABASE_URL)), Redis ($(TEST_REDIS_URL)) ==="; \
+	  DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest; \
+	elif [ "$$CI" = "true" ]; then \
+	  echo "!!! PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is unreachable: under CI this pass must run. FAILING."; exit 1; \
+	else \
+	  echo ""; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	  echo "!!! SKIPPED test pass 2: PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) !!!"; \
+	  echo "!!! is unreachable. Start them and run 'make test' again.                     !!!"; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	fi
