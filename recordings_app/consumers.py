@@ -72,6 +72,9 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data=None) -> None:
+        if bytes_data is not None:
+            await self.receive_audio(bytes_data)
+            return
         if text_data is None or self.refused:
             return
         self.message_count += 1

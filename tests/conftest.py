@@ -5,11 +5,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
+from django.db import connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,17 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
         db.setdefault("TEST", {})["NAME"] = str(
             tmp_path_factory.mktemp("db") / "test.sqlite3"
         )
+
+
+@pytest.fixture
+async def close_async_orm_connections() -> AsyncIterator[None]:
+    """Close what async ORM calls (aget, acount) opened in asgiref's worker thread.
+
+    Otherwise that thread keeps a PostgreSQL session open and the test
+    database cannot be dropped at the end of the run.
+    """
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 def free_port() -> int:

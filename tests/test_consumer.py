@@ -13,7 +13,10 @@ from channels.testing import WebsocketCommunicator
 from recordings_app.models import Call, CallEvent, Recording
 from recordings_app.routing import websocket_urlpatterns
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_async_orm_connections"),
+]
 
 application = URLRouter(websocket_urlpatterns)
 
@@ -238,3 +241,26 @@ async def test_socket_start_and_end_are_published_to_the_calls_group():
     assert started == {"type": "call.started", "call_id": call.pk}
     assert ended == {"type": "call.ended", "call_id": call.pk}
     await layer.group_discard("calls", channel)
+
+
+async def test_audio_frames_skip_the_per_message_database_thread_hop(monkeypatch):
+    """Channels closes old DB connections (a thread hop) before every message;
+    20 ms audio frames must not pay for it."""
+    import channels.consumer
+
+    hops = 0
+    original = channels.consumer.aclose_old_connections
+
+    async def counting_hop():
+        nonlocal hops
+        hops += 1
+        await original()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_hop)
+    communicator = await open_socket()
+    await send_frames(communicator, pcm(2.0, 16000), 640)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert recording.frame_count == 100
+    assert hops <= 3  # connect, websocket:connected, disconnect

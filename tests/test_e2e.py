@@ -13,7 +13,7 @@ import pytest
 from recordings_app.models import Call, CallEvent, Recording
 from recordings_app.simulator import CallPlan, play_call
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("close_async_orm_connections")]
 
 
 def noise(seconds: float, seed: int) -> CallPlan:
