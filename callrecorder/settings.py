@@ -228,9 +228,16 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "warnings": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "level": "WARNING",
+        },
+    },
     # Warnings and errors from everything else (django.request's tracebacks).
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "root": {"handlers": ["warnings"], "level": "WARNING"},
     "loggers": {
         "recordings_app": {
             "handlers": ["console"],
