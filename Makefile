@@ -2,7 +2,8 @@
 #   make run    set up (venv, packages, database) and serve the app on :8000
 #   make test   set up everything and run every test (lint, SQLite pass,
 #               then PostgreSQL + Redis pass)
-# Other targets: make admin (create a login for the admin), make lint.
+# Other targets: make admin (create a login for the admin), make lint,
+# make screenshots (copy the browser tests' screenshots into docs/).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,10 +13,11 @@ PORT ?= 8000
 # The second test pass runs against these (the machine's own services).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
-# Debian packages the tests need (installed when running as root).
-SYSTEM_PACKAGES ?=
+# Debian packages the tests need (installed when running as root): the
+# browser tests drive Debian's chromium; the demo call speaks with espeak-ng.
+SYSTEM_PACKAGES ?= chromium espeak-ng
 
-.PHONY: run test admin lint venv system-deps test-sqlite test-services
+.PHONY: run test admin lint venv system-deps test-sqlite test-services screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +71,7 @@ test-services: venv
 	  echo "!!! is unreachable. Start them and run 'make test' again.                     !!!"; \
 	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 	fi
+
+screenshots:
+	@test -f test-artifacts/call-list.png || { echo "Run make test first: the browser tests take the screenshots."; exit 1; }
+	cp test-artifacts/call-list.png test-artifacts/call-detail.png docs/

@@ -14,12 +14,15 @@ import array
 import asyncio
 import json
 import math
+import subprocess
 import sys
 import time
 import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,8 +57,85 @@ def beep_tone(sample_rate: int, seconds: float, frequency: float = 440.0) -> byt
     return _to_little_endian(samples)
 
 
+class AudioFormatError(SimulationError):
+    """A WAV file the simulator cannot turn into 16-bit mono PCM."""
+
+
+def _resample(samples: array.array, from_rate: int, to_rate: int) -> array.array:
+    """Linear interpolation: plenty for a test call, no extra dependency."""
+    if from_rate == to_rate or not samples:
+        return samples
+    count = max(1, int(len(samples) * to_rate / from_rate))
+    step = from_rate / to_rate
+    last = len(samples) - 1
+    out = array.array("h", bytes(count * SAMPLE_WIDTH))
+    for i in range(count):
+        position = i * step
+        left = min(int(position), last)
+        right = min(left + 1, last)
+        fraction = position - left
+        out[i] = int(samples[left] + (samples[right] - samples[left]) * fraction)
+    return out
+
+
+def load_wav(path: Path, sample_rate: int) -> bytes:
+    """Read a 16-bit PCM WAV (mono or stereo, any rate) as mono PCM at sample_rate."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            width, channels, rate = (
+                wav.getsampwidth(),
+                wav.getnchannels(),
+                wav.getframerate(),
+            )
+            data = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError) as error:
+        reason = str(error) or "too short"
+        raise AudioFormatError(f"{path} is not a PCM WAV file ({reason})") from None
+    except OSError as error:
+        raise AudioFormatError(f"cannot read {path}: {error.strerror}") from None
+    if width != SAMPLE_WIDTH:
+        raise AudioFormatError(
+            f"{path} has {8 * width}-bit samples; convert it to 16-bit PCM, "
+            f"for example: sox {path} -b 16 out.wav"
+        )
+    if channels not in (1, 2):
+        raise AudioFormatError(f"{path} has {channels} channels; use mono or stereo")
+    samples = array.array("h", data)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    if channels == 2:
+        samples = array.array(
+            "h", ((samples[i] + samples[i + 1]) // 2 for i in range(0, len(samples), 2))
+        )
+    return _to_little_endian(_resample(samples, rate, sample_rate))
+
+
+def speak(text: str, path: Path) -> Path:
+    """Write text spoken by espeak-ng to a WAV file (for demos: a voice, not a beep)."""
+    try:
+        subprocess.run(
+            ["espeak-ng", "-s", "150", "-w", str(path), text],
+            check=True,
+            capture_output=True,
+        )
+    except FileNotFoundError:
+        raise SimulationError(
+            "espeak-ng is not installed (apt-get install espeak-ng)"
+        ) from None
+    except subprocess.CalledProcessError as error:
+        raise SimulationError(
+            f"espeak-ng failed: {error.stderr.decode()[:200]}"
+        ) from None
+    return path
+
+
+def iso(moment: datetime) -> str:
+    """Vonage's timestamp format: 2020-03-31T12:00:00.000Z."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def _websocket_connect(ncco: Any) -> dict[str, Any]:
@@ -89,6 +169,7 @@ class CallPlan:
     to_number: str = "447700900000"
     dtmf: str = ""
     realtime: bool = True
+    sample_rate: int | None = None  # announce this rate instead of the NCCO's
 
 
 @dataclass
@@ -99,6 +180,7 @@ class SimulatedCall:
     conversation_uuid: str
     ncco: list[dict[str, Any]] = field(default_factory=list)
     socket_uri: str = ""
+    page_url: str = ""
     sample_rate: int = 0
     audio: bytes = b""
     frames_sent: int = 0
@@ -159,7 +241,8 @@ async def play_call(
         raise SimulationError("the answer webhook did not return JSON") from None
     endpoint = _websocket_connect(call.ncco)
     call.socket_uri = endpoint.get("uri", "")
-    call.sample_rate = _sample_rate(endpoint.get("content-type"))
+    call.sample_rate = plan.sample_rate or _sample_rate(endpoint.get("content-type"))
+    call.page_url = f"{base_url}/calls/uuid/{call.uuid}/"
     call.audio = plan.audio(call.sample_rate)
     answered_at = now_iso()
     await _post_event(
@@ -188,8 +271,13 @@ async def play_call(
     await _post_event(
         http, event_url, {**socket_leg, "status": "completed", "timestamp": now_iso()}
     )
-    call.seconds = time.monotonic() - started
-    ended_at = now_iso()
+    # A fast call still reports the length of its audio, as a real one would.
+    call.seconds = max(
+        time.monotonic() - started, len(call.audio) / SAMPLE_WIDTH / call.sample_rate
+    )
+    ended_at = iso(
+        datetime.fromisoformat(answered_at) + timedelta(seconds=call.seconds)
+    )
     await _post_event(
         http,
         event_url,
@@ -221,7 +309,7 @@ async def _stream(
     }
     connected = {
         "event": "websocket:connected",
-        "content-type": endpoint["content-type"],
+        "content-type": f"audio/l16;rate={call.sample_rate}",
         **endpoint.get("headers", {}),
     }
     try:
@@ -252,10 +340,11 @@ async def _stream(
             await socket.close()
             call.close_code = socket.close_code
     except websockets.ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd else "none"
+        reason = f": {closed.rcvd.reason}" if closed.rcvd and closed.rcvd.reason else ""
         raise SimulationError(
             f"the server closed the socket after {call.frames_sent} of {len(frames)} "
-            f"frames (code {closed.rcvd.code if closed.rcvd else 'none'}: "
-            f"{closed.rcvd.reason if closed.rcvd else ''})"
+            f"frames (code {code}{reason})"
         ) from None
     except (OSError, websockets.InvalidHandshake) as error:
         raise SimulationError(

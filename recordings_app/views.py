@@ -17,7 +17,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
@@ -119,6 +119,13 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "events": call.events.all(),
         },
     )
+
+
+@require_GET
+def call_by_uuid(request: HttpRequest, uuid: str) -> HttpResponse:
+    """A stable link from a Vonage call uuid (as the simulator prints) to its page."""
+    call = get_object_or_404(Call, uuid=uuid)
+    return redirect(call)
 
 
 async def _read_range(

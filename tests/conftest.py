@@ -44,6 +44,20 @@ async def close_async_orm_connections() -> AsyncIterator[None]:
     await sync_to_async(connections.close_all)()
 
 
+def wait_for_recordings(call_uuid: str, count: int = 1, timeout: float = 15.0):
+    """The server finishes a recording just after the socket closes: wait for it."""
+    from recordings_app.models import Recording
+
+    deadline = time.monotonic() + timeout
+    while True:
+        recordings = list(
+            Recording.objects.select_related("call").filter(call__uuid=call_uuid)
+        )
+        if len(recordings) >= count or time.monotonic() > deadline:
+            return recordings
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

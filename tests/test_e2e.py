@@ -9,9 +9,12 @@ import wave
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 
-from recordings_app.models import Call, CallEvent, Recording
+from recordings_app.models import Call, CallEvent
 from recordings_app.simulator import CallPlan, play_call
+
+from .conftest import wait_for_recordings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("close_async_orm_connections")]
 
@@ -27,8 +30,8 @@ async def test_a_call_streamed_like_vonage_is_saved_bit_exact_and_linked(daphne_
     async with httpx.AsyncClient(timeout=10) as http:
         sent = await play_call(http, daphne_server.url, noise(2.0, seed=7))
 
+        [recording] = await sync_to_async(wait_for_recordings)(sent.uuid)
         call = await Call.objects.aget(uuid=sent.uuid)
-        recording = await Recording.objects.aget(call=call)
         page = (await http.get(daphne_server.url + call.get_absolute_url())).text
         seek = await http.get(
             daphne_server.url + recording.get_absolute_url(),
@@ -60,7 +63,7 @@ async def test_concurrent_calls_each_get_their_own_bit_exact_recording(daphne_se
         )
 
     for one in sent:
-        recording = await Recording.objects.aget(call__uuid=one.uuid)
+        [recording] = await sync_to_async(wait_for_recordings)(one.uuid)
         with recording.file.open("rb") as handle, wave.open(handle) as wav:
             assert wav.readframes(wav.getnframes()) == one.audio
 
