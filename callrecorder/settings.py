@@ -220,7 +220,9 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "recordings:call_list"
+LOGOUT_REDIRECT_URL = "login"
 
 LOGGING = {
     "version": 1,
@@ -272,3 +274,55 @@ CALLRECORDER_CALLS_PER_PAGE = int(os.environ.get("CALLRECORDER_CALLS_PER_PAGE", 
 # Daphne's per-message limit, used by runserver (1 MiB; never 0). One 20 ms
 # frame at 24 kHz is 960 bytes.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 1024 * 1024
+
+# --- who may get in -------------------------------------------------------
+
+# Vonage signs its webhooks with this secret (Dashboard -> Settings ->
+# Signature secret). When set, unsigned, expired, replayed or altered
+# webhooks get 401, and Vonage is asked to sign the audio socket's handshake.
+VONAGE_SIGNATURE_SECRET = os.environ.get("VONAGE_SIGNATURE_SECRET", "")
+# How old a webhook's token may be (its iat claim).
+VONAGE_SIGNATURE_MAX_AGE = float(os.environ.get("VONAGE_SIGNATURE_MAX_AGE", "300"))
+# Production needs the secret; this name says what going without it means.
+UNSAFE_ALLOW_UNSIGNED_WEBHOOKS = env_bool("UNSAFE_ALLOW_UNSIGNED_WEBHOOKS", False)
+if not DEBUG and not VONAGE_SIGNATURE_SECRET and not UNSAFE_ALLOW_UNSIGNED_WEBHOOKS:
+    raise ImproperlyConfigured(
+        "VONAGE_SIGNATURE_SECRET is not set. With DEBUG off, webhooks must be "
+        "verified: set it to your Vonage account's signature secret (or, to "
+        "accept anyone's webhooks, UNSAFE_ALLOW_UNSIGNED_WEBHOOKS=true)."
+    )
+# How long the per-call token in the socket URI is valid: Vonage opens the
+# socket right after the greeting.
+CALLRECORDER_SOCKET_TOKEN_MAX_AGE = float(
+    os.environ.get("CALLRECORDER_SOCKET_TOKEN_MAX_AGE", "120")
+)
+
+# Limits of the audio socket. A Vonage frame is 320-960 bytes; Vonage's own
+# limit on a connect is 7200 s.
+CALLRECORDER_MAX_FRAME_BYTES = int(
+    os.environ.get("CALLRECORDER_MAX_FRAME_BYTES", "8192")
+)
+CALLRECORDER_MAX_CALL_SECONDS = int(
+    os.environ.get("CALLRECORDER_MAX_CALL_SECONDS", "7200")
+)
+CALLRECORDER_MAX_SOCKETS = int(os.environ.get("CALLRECORDER_MAX_SOCKETS", "200"))
+
+# How recordings reach the browser after the permission check:
+#   stream            this app streams the file, with HTTP Range (default)
+#   storage-url       redirect to the storage's own URL (a signed S3 URL)
+#   x-accel-redirect  hand off to nginx: X-Accel-Redirect to
+#                     RECORDINGS_X_ACCEL_PREFIX + the file's name
+RECORDINGS_DELIVERY = os.environ.get("RECORDINGS_DELIVERY", "stream")
+if RECORDINGS_DELIVERY not in ("stream", "storage-url", "x-accel-redirect"):
+    raise ImproperlyConfigured(
+        "RECORDINGS_DELIVERY must be stream, storage-url or x-accel-redirect, "
+        f"not {RECORDINGS_DELIVERY!r}"
+    )
+RECORDINGS_X_ACCEL_PREFIX = os.environ.get(
+    "RECORDINGS_X_ACCEL_PREFIX", "/protected-recordings/"
+)
+# Requests for the same recording by the same user within this many seconds
+# are one play in the access log.
+ACCESS_LOG_PLAY_WINDOW_SECONDS = float(
+    os.environ.get("ACCESS_LOG_PLAY_WINDOW_SECONDS", "1800")
+)

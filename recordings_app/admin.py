@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Call, CallEvent, Recording
+from . import services
+from .models import AccessLogEntry, Call, CallEvent, Recording
+from .views import client_ip
 
 
 def audio_player(recording: Recording) -> str:
@@ -82,6 +85,13 @@ class CallAdmin(admin.ModelAdmin):
     ]
     inlines = [RecordingInline, CallEventInline]
 
+    def delete_model(self, request, obj: Call) -> None:
+        services.call_delete(call=obj, user=request.user, ip_address=client_ip(request))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for call in queryset:
+            self.delete_model(request, call)
+
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("recordings")
 
@@ -138,6 +148,15 @@ class RecordingAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def delete_model(self, request, obj: Recording) -> None:
+        services.recording_delete(
+            recording=obj, user=request.user, ip_address=client_ip(request)
+        )
+
+    def delete_queryset(self, request, queryset) -> None:
+        for recording in queryset.select_related("call"):
+            self.delete_model(request, recording)
+
 
 @admin.register(CallEvent)
 class CallEventAdmin(admin.ModelAdmin):
@@ -172,4 +191,38 @@ class CallEventAdmin(admin.ModelAdmin):
     ]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AccessLogEntry)
+class AccessLogAdmin(admin.ModelAdmin):
+    """Read-only: the log is append-only, for staff to review."""
+
+    list_display = [
+        "created_at",
+        "action",
+        "username",
+        "ip_address",
+        "call_link",
+        "recording_id",
+    ]
+    list_filter = ["action", "created_at", "username"]
+    search_fields = ["username", "call_uuid", "ip_address", "recording_file"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="call")
+    def call_link(self, entry: AccessLogEntry) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("recordings:call_detail", args=[entry.call_id]),
+            entry.call_uuid or entry.call_id,
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

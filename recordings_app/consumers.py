@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import services
+from . import services, signatures
 from .audio import SpoolWriter
 from .models import Call
 from .vonage import (
     CLOSE_BAD_REQUEST,
+    CLOSE_CALL_TOO_LONG,
+    CLOSE_FRAME_TOO_BIG,
+    CLOSE_TOKEN_REUSED,
+    CLOSE_TOO_MANY_SOCKETS,
+    CLOSE_UNAUTHORIZED,
     CLOSE_UNSUPPORTED_AUDIO,
+    CLOSE_WRONG_CALL,
     InvalidSocketMessage,
     InvalidWebhook,
     clean_id,
@@ -29,16 +35,30 @@ logger = logging.getLogger(__name__)
 CALLS_GROUP = "calls"
 
 
+class SocketRefused(Exception):
+    """Why a socket may not record: a close code and a reason for the log."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 class RecordingConsumer(AsyncWebsocketConsumer):
     """Records one connect leg: `websocket:connected`, then 20 ms PCM frames.
 
-    The database is touched when the call is identified, for each text
-    event (rare: DTMF) and once at the end; a binary frame only reaches the
-    spool writer.
+    Only a socket with a valid, unused token for its call gets that far.
+    The database is touched when the socket opens, for each text event
+    (rare: DTMF) and once at the end; a binary frame only reaches the spool.
     """
+
+    # Sockets recording in this process, for CALLRECORDER_MAX_SOCKETS.
+    active_sockets: ClassVar[int] = 0
 
     call: Call | None = None
     spool: SpoolWriter | None = None
+    counted = False
+    refused = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Audio frames skip Channels' per-message close_old_connections()
@@ -49,26 +69,71 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def connect(self) -> None:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.socket_id = secrets.token_hex(8)
         self.message_count = 0
-        self.refused = False
+        self.max_frame_bytes = settings.CALLRECORDER_MAX_FRAME_BYTES
+        # A custom close code needs an accepted socket; nothing is stored
+        # until the checks below pass.
         await self.accept()
         try:
-            self.call_uuid = clean_id(
-                query.get("uuid", [""])[0], "uuid", required=False
+            await self.authenticate()
+        except SocketRefused as refusal:
+            await self.refuse(refusal.code, refusal.reason)
+            return
+        if RecordingConsumer.active_sockets >= settings.CALLRECORDER_MAX_SOCKETS:
+            await self.refuse(
+                CLOSE_TOO_MANY_SOCKETS,
+                f"{RecordingConsumer.active_sockets} sockets already recording",
             )
+            return
+        RecordingConsumer.active_sockets += 1
+        self.counted = True
+
+    async def authenticate(self) -> None:
+        """The URI's token must be ours, fresh, unused and made for this call."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        try:
+            self.call_uuid = clean_id(query.get("uuid", [""])[0], "uuid")
             self.conversation_uuid = clean_id(
                 query.get("conversation_uuid", [""])[0],
                 "conversation_uuid",
                 required=False,
             )
         except InvalidWebhook as error:
-            await self.refuse(CLOSE_BAD_REQUEST, str(error))
+            raise SocketRefused(CLOSE_BAD_REQUEST, str(error)) from None
+        token = query.get("token", [""])[0]
+        try:
+            token_uuid = signatures.socket_token_call_uuid(
+                token, max_age=settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE
+            )
+            if settings.VONAGE_SIGNATURE_SECRET:
+                claims = signatures.verify_vonage_jwt(
+                    signatures.bearer_token(self.header("authorization")),
+                    secret=settings.VONAGE_SIGNATURE_SECRET,
+                    max_age=settings.VONAGE_SIGNATURE_MAX_AGE,
+                )
+        except signatures.SignatureError as error:
+            raise SocketRefused(CLOSE_UNAUTHORIZED, str(error)) from None
+        if token_uuid != self.call_uuid:
+            raise SocketRefused(CLOSE_WRONG_CALL, "the token was made for another call")
+        keys = [f"socket:{token}"]
+        if settings.VONAGE_SIGNATURE_SECRET:
+            keys.append(f"socket-jwt:{claims['jti']}")
+        for key in keys:
+            if not await database_sync_to_async(services.token_use)(
+                key=key, valid_for=settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE + 60
+            ):
+                raise SocketRefused(CLOSE_TOKEN_REUSED, "the token was used before")
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.scope.get("headers", []):
+            if key.decode("latin-1").lower() == name:
+                return value.decode("latin-1")
+        return None
 
     async def refuse(self, code: int, reason: str) -> None:
         self.refused = True
-        logger.warning("audio socket refused (%s): %s", code, reason)
+        logger.warning("audio socket closed (%s): %s", code, reason)
         await self.close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data=None) -> None:
@@ -104,18 +169,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             await self.refuse(CLOSE_UNSUPPORTED_AUDIO, str(error))
             return
         try:
-            # The NCCO puts the ids in the URI and echoes them as headers.
-            self.call_uuid = self.call_uuid or clean_id(
-                connected.get("call_uuid"), "call_uuid", required=False
-            )
+            # The NCCO echoes the ids as headers; the URI's uuid is the one
+            # the token vouches for.
             self.conversation_uuid = self.conversation_uuid or clean_id(
                 connected.get("conversation_uuid"), "conversation_uuid", required=False
             )
         except InvalidWebhook as error:
             await self.refuse(CLOSE_BAD_REQUEST, str(error))
-            return
-        if not self.call_uuid and not self.conversation_uuid:
-            await self.refuse(CLOSE_BAD_REQUEST, "no call uuid in the URI or headers")
             return
         self.call = await database_sync_to_async(services.call_for_socket)(
             call_uuid=self.call_uuid, conversation_uuid=self.conversation_uuid
@@ -127,14 +187,27 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             sample_rate=sample_rate,
             flush_seconds=settings.CALLRECORDER_SPOOL_FLUSH_SECONDS,
         )
+        self.max_samples = sample_rate * settings.CALLRECORDER_MAX_CALL_SECONDS
         await self.store_event("websocket:connected", connected)
         await self.publish("call.started")
 
     async def receive_audio(self, frame: bytes) -> None:
-        if self.spool is not None:
-            self.spool.write(frame)
-        elif not self.refused:
+        if self.refused:
+            return
+        if self.spool is None:
             await self.refuse(CLOSE_BAD_REQUEST, "audio before websocket:connected")
+        elif len(frame) > self.max_frame_bytes:
+            await self.refuse(
+                CLOSE_FRAME_TOO_BIG,
+                f"a {len(frame)}-byte frame (limit {self.max_frame_bytes})",
+            )
+        else:
+            self.spool.write(frame)
+            if self.spool.sample_count >= self.max_samples:
+                await self.refuse(
+                    CLOSE_CALL_TOO_LONG,
+                    f"call reached {settings.CALLRECORDER_MAX_CALL_SECONDS} s",
+                )
 
     async def store_event(self, event: str, payload: dict[str, Any]) -> None:
         # Two identical DTMF presses are two events: the position on the
@@ -147,6 +220,9 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            RecordingConsumer.active_sockets -= 1
+            self.counted = False
         if self.spool is None:
             return
         finished = self.spool.close()
@@ -158,13 +234,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             # The spool stays on disk with its metadata; nothing is lost.
             logger.exception(
                 "call %s: recording not stored; spool kept at %s",
-                self.call_uuid or self.conversation_uuid,
+                self.call_uuid,
                 finished.path,
             )
             return
         logger.info(
             "call %s: socket closed (%s), %d frames, %.1f s recorded%s",
-            self.call_uuid or self.conversation_uuid,
+            self.call_uuid,
             code,
             finished.frame_count,
             finished.duration_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.core.files import File
@@ -11,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .audio import FinishedSpool
-from .models import Call, CallEvent, Recording
+from .models import GENESIS_HASH, AccessLogEntry, Call, CallEvent, Recording, UsedToken
 from .vonage import FINAL_STATUSES, STATUS_RANK, AnswerRequest, CallEventData
 
 logger = logging.getLogger(__name__)
@@ -185,3 +186,111 @@ def recording_finalize(*, call: Call, spool: FinishedSpool) -> Recording | None:
     spool.meta_path.unlink(missing_ok=True)
     spool.path.unlink(missing_ok=True)  # still there when storage copied it
     return recording
+
+
+def token_use(*, key: str, valid_for: float) -> bool:
+    """Mark a one-time token used; False if it was used before (a replay).
+
+    Call it inside the transaction of the work the token allows, so a
+    request that fails leaves its token unused for Vonage's retry.
+    """
+    now = timezone.now()
+    UsedToken.objects.filter(expires_at__lt=now).delete()
+    try:
+        with transaction.atomic():
+            UsedToken.objects.create(
+                key=key[:255], expires_at=now + timedelta(seconds=valid_for)
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def access_log_append(
+    *,
+    action: str,
+    recording: Recording,
+    user: Any,
+    ip_address: str | None,
+    attempts: int = 20,
+) -> AccessLogEntry:
+    """Append one entry to the hash chain of the access log.
+
+    prev_hash is unique, so of two requests appending at once one fails
+    and tries again on top of the other: the chain never forks.
+    """
+    for _ in range(attempts):
+        last = AccessLogEntry.objects.order_by("-id").only("entry_hash").first()
+        entry = AccessLogEntry(
+            action=action,
+            user_id=user.pk,
+            username=user.get_username(),
+            ip_address=ip_address,
+            call_id=recording.call_id,
+            call_uuid=recording.call.uuid or recording.call.conversation_uuid or "",
+            recording_id=recording.pk,
+            recording_file=recording.file.name,
+            prev_hash=last.entry_hash if last else GENESIS_HASH,
+        )
+        entry.entry_hash = entry.compute_hash()
+        try:
+            with transaction.atomic():
+                entry.save()
+        except IntegrityError:
+            continue
+        return entry
+    raise RuntimeError("could not append to the access log: too much contention")
+
+
+def recording_play_log(
+    *,
+    recording: Recording,
+    user: Any,
+    ip_address: str | None,
+    action: str,
+    window_seconds: float,
+) -> AccessLogEntry | None:
+    """Log a play or download once per user and recording within the window.
+
+    A browser plays one recording with many Range requests (metadata,
+    buffering, every seek); they are one play, not hundreds of entries.
+    """
+    since = timezone.now() - timedelta(seconds=window_seconds)
+    already = AccessLogEntry.objects.filter(
+        action=action,
+        user_id=user.pk,
+        recording_id=recording.pk,
+        created_at__gte=since,
+    ).exists()
+    if already:
+        return None
+    return access_log_append(
+        action=action, recording=recording, user=user, ip_address=ip_address
+    )
+
+
+@transaction.atomic
+def recording_delete(
+    *, recording: Recording, user: Any, ip_address: str | None
+) -> None:
+    """Delete a recording (its file goes once the delete commits) and log who did."""
+    access_log_append(
+        action=AccessLogEntry.Action.DELETE,
+        recording=recording,
+        user=user,
+        ip_address=ip_address,
+    )
+    recording.delete()
+
+
+@transaction.atomic
+def call_delete(*, call: Call, user: Any, ip_address: str | None) -> None:
+    """Delete a call with its events and recordings, logging each recording."""
+    for recording in call.recordings.select_related("call"):
+        access_log_append(
+            action=AccessLogEntry.Action.DELETE,
+            recording=recording,
+            user=user,
+            ip_address=ip_address,
+        )
+    call.delete()

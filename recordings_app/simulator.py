@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import hashlib
 import json
 import math
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import websockets
 
 FRAME_SECONDS = 0.020
@@ -170,6 +172,7 @@ class CallPlan:
     dtmf: str = ""
     realtime: bool = True
     sample_rate: int | None = None  # announce this rate instead of the NCCO's
+    signature_secret: str = ""  # sign webhooks (and the socket, if asked) like Vonage
 
 
 @dataclass
@@ -188,10 +191,40 @@ class SimulatedCall:
     seconds: float = 0.0
 
 
+def vonage_jwt(secret: str, payload_hash: str, **claims: Any) -> str:
+    """A token as Vonage signs webhooks: HS256, iat, jti, iss, payload_hash."""
+    return jwt.encode(
+        {
+            "iat": int(time.time()),
+            "jti": str(uuid.uuid4()),
+            "iss": "Vonage",
+            "payload_hash": payload_hash,
+            "api_key": "a1b2c3d",
+            "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+            **claims,
+        },
+        secret,
+        algorithm="HS256",
+    )
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _signed(secret: str, payload: bytes) -> dict[str, str]:
+    if not secret:
+        return {}
+    digest = hashlib.sha256(payload).hexdigest()
+    return {"Authorization": f"Bearer {vonage_jwt(secret, digest)}"}
+
+
 async def _post_event(
-    http: httpx.AsyncClient, url: str, payload: dict[str, Any]
+    http: httpx.AsyncClient, url: str, payload: dict[str, Any], secret: str = ""
 ) -> None:
-    response = await http.post(url, json=payload)
+    body = _compact(payload)
+    headers = {"Content-Type": "application/json", **_signed(secret, body)}
+    response = await http.post(url, content=body, headers=headers)
     if response.status_code != 200:
         raise SimulationError(
             f"event webhook answered {response.status_code} to "
@@ -218,6 +251,7 @@ async def play_call(
         "uuid": call.uuid,
         "conversation_uuid": call.conversation_uuid,
     }
+    secret = plan.signature_secret
     started = time.monotonic()
     for status in ("started", "ringing"):
         await _post_event(
@@ -229,8 +263,13 @@ async def play_call(
                 "direction": "inbound",
                 "timestamp": now_iso(),
             },
+            secret,
         )
-    response = await http.get(f"{base_url}/webhooks/answer", params=caller)
+    response = await http.get(
+        f"{base_url}/webhooks/answer",
+        params=caller,
+        headers=_signed(secret, _compact(caller)),
+    )
     if response.status_code != 200:
         raise SimulationError(
             f"answer webhook answered {response.status_code}: {response.text[:200]}"
@@ -255,6 +294,7 @@ async def play_call(
             "start_time": answered_at,
             "timestamp": answered_at,
         },
+        secret,
     )
     socket_leg = {
         "from": plan.to_number,
@@ -265,11 +305,17 @@ async def play_call(
         "headers": endpoint.get("headers", {}),
     }
     await _post_event(
-        http, event_url, {**socket_leg, "status": "started", "timestamp": now_iso()}
+        http,
+        event_url,
+        {**socket_leg, "status": "started", "timestamp": now_iso()},
+        secret,
     )
     await _stream(call, endpoint, plan, on_frame)
     await _post_event(
-        http, event_url, {**socket_leg, "status": "completed", "timestamp": now_iso()}
+        http,
+        event_url,
+        {**socket_leg, "status": "completed", "timestamp": now_iso()},
+        secret,
     )
     # A fast call still reports the length of its audio, as a real one would.
     call.seconds = max(
@@ -290,6 +336,7 @@ async def play_call(
             "duration": str(round(call.seconds)),
             "timestamp": ended_at,
         },
+        secret,
     )
     return call
 
@@ -313,8 +360,13 @@ async def _stream(
         **endpoint.get("headers", {}),
     }
     try:
+        # Vonage signs the handshake when the NCCO asks it to.
+        signed = (endpoint.get("authorization") or {}).get("type") == "vonage"
         async with websockets.connect(
-            call.socket_uri, max_size=2**20, open_timeout=10
+            call.socket_uri,
+            max_size=2**20,
+            open_timeout=10,
+            additional_headers=_signed(plan.signature_secret if signed else "", b""),
         ) as socket:
             await socket.send(json.dumps(connected))
             start = time.monotonic()

@@ -12,6 +12,11 @@ urlpatterns = [
         "recordings/<int:pk>/audio.wav", views.recording_media, name="recording_media"
     ),
     path(
+        "recordings/<int:pk>/delete",
+        views.recording_delete,
+        name="recording_delete",
+    ),
+    path(
         "recordings/<int:pk>/download",
         views.recording_download,
         name="recording_download",

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseRedirect,
     JsonResponse,
     StreamingHttpResponse,
 )
@@ -21,11 +27,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_safe
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
-from . import services, vonage
+from . import services, signatures, vonage
 from .http_range import RangeNotSatisfiable, parse_range
-from .models import Call, Recording
+from .models import AccessLogEntry, Call, Recording
 from .routing import AUDIO_SOCKET_PATH
 
 logger = logging.getLogger(__name__)
@@ -37,6 +48,69 @@ class BadWebhookBody(ValueError):
     pass
 
 
+def client_ip(request: HttpRequest) -> str | None:
+    """The address a request came from; behind our proxy, the one it saw."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if settings.TRUST_PROXY_HEADERS and forwarded:
+        return forwarded.split(",")[-1].strip() or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _unauthorized(reason: str) -> HttpResponse:
+    logger.warning("webhook refused (401): %s", reason)
+    return HttpResponse(
+        f"Unauthorized: {reason}\n",
+        status=401,
+        content_type="text/plain",
+        headers={"WWW-Authenticate": 'Bearer realm="vonage"'},
+    )
+
+
+def vonage_webhook(view: Callable[[HttpRequest], HttpResponse]):
+    """Only Vonage gets in: with VONAGE_SIGNATURE_SECRET set, check the signed JWT.
+
+    The token's jti is spent in the same transaction as the view's writes,
+    so a replay is refused and a request that fails leaves nothing behind.
+    """
+
+    @csrf_exempt
+    @require_http_methods(["GET", "POST"])
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        secret = settings.VONAGE_SIGNATURE_SECRET
+        claims = None
+        if secret:
+            try:
+                claims = signatures.verify_vonage_jwt(
+                    signatures.bearer_token(request.headers.get("Authorization")),
+                    secret=secret,
+                    max_age=settings.VONAGE_SIGNATURE_MAX_AGE,
+                )
+                signatures.check_payload_hash(
+                    claims,
+                    signatures.payload_hashes(
+                        method=request.method,
+                        body=request.body,
+                        query=request.GET.items(),
+                    ),
+                )
+            except signatures.SignatureError as error:
+                return _unauthorized(str(error))
+        with transaction.atomic():
+            if claims and not services.token_use(
+                key=f"webhook:{claims['jti']}",
+                valid_for=settings.VONAGE_SIGNATURE_MAX_AGE
+                + signatures.CLOCK_SKEW_SECONDS,
+            ):
+                return _unauthorized("the token was used before: a replay")
+            response = view(request)
+            if response.status_code >= 400:
+                transaction.set_rollback(True)
+            return response
+
+    return wrapper
+
+
 def _webhook_params(request: HttpRequest) -> dict[str, Any]:
     """Vonage sends GET query strings or POST JSON; accept a form post too."""
     if request.method == "GET":
@@ -45,7 +119,7 @@ def _webhook_params(request: HttpRequest) -> dict[str, Any]:
         return request.POST.dict()
     try:
         body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BadWebhookBody(f"the body is not valid JSON ({error})") from None
     if not isinstance(body, dict):
         raise BadWebhookBody("the body must be a JSON object")
@@ -57,8 +131,7 @@ def _public_base_url(request: HttpRequest) -> str:
     return settings.PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
+@vonage_webhook
 def answer_webhook(request: HttpRequest) -> HttpResponse:
     """Vonage asks what to do with a new call: greet, then stream it to our socket."""
     try:
@@ -68,11 +141,15 @@ def answer_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(f"Bad answer webhook: {error}\n")
     services.call_answer(answer=answer)
     base_url = _public_base_url(request)
-    ids = {"uuid": answer.uuid, "conversation_uuid": answer.conversation_uuid}
+    query = {
+        "uuid": answer.uuid,
+        "conversation_uuid": answer.conversation_uuid,
+        "token": signatures.socket_token(answer.uuid),
+    }
     ncco = vonage.build_ncco(
         greeting=settings.CALLRECORDER_GREETING,
         websocket_uri=vonage.websocket_uri(
-            vonage.websocket_base_url(base_url), AUDIO_SOCKET_PATH, ids
+            vonage.websocket_base_url(base_url), AUDIO_SOCKET_PATH, query
         ),
         sample_rate=settings.CALLRECORDER_SAMPLE_RATE,
         socket_headers={
@@ -81,12 +158,12 @@ def answer_webhook(request: HttpRequest) -> HttpResponse:
         },
         from_number=answer.to_number,
         event_url=base_url + reverse("recordings:event_webhook"),
+        vonage_signed_socket=bool(settings.VONAGE_SIGNATURE_SECRET),
     )
     return JsonResponse(ncco, safe=False)
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
+@vonage_webhook
 def event_webhook(request: HttpRequest) -> HttpResponse:
     """Store a call event; a repeated delivery is answered 200 and changes nothing."""
     try:
@@ -99,6 +176,7 @@ def event_webhook(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@login_required
 def call_list(request: HttpRequest) -> HttpResponse:
     calls = Call.objects.prefetch_related("recordings")
     page = Paginator(calls, settings.CALLRECORDER_CALLS_PER_PAGE).get_page(
@@ -108,6 +186,7 @@ def call_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@login_required
 def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     call = get_object_or_404(Call, pk=pk)
     return render(
@@ -117,14 +196,35 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "call": call,
             "recordings": call.recordings.all(),
             "events": call.events.all(),
+            "can_delete": can_delete(request.user),
         },
     )
 
 
 @require_GET
+@login_required
 def call_by_uuid(request: HttpRequest, uuid: str) -> HttpResponse:
     """A stable link from a Vonage call uuid (as the simulator prints) to its page."""
     call = get_object_or_404(Call, uuid=uuid)
+    return redirect(call)
+
+
+def can_delete(user: Any) -> bool:
+    return user.is_staff and user.has_perm("recordings_app.delete_recording")
+
+
+@require_POST
+@login_required
+def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Staff delete a recording from the call's page (the page asks to confirm)."""
+    if not can_delete(request.user):
+        raise PermissionDenied("Only staff may delete recordings.")
+    recording = get_object_or_404(Recording.objects.select_related("call"), pk=pk)
+    call = recording.call
+    services.recording_delete(
+        recording=recording, user=request.user, ip_address=client_ip(request)
+    )
+    messages.success(request, "The recording was deleted.")
     return redirect(call)
 
 
@@ -145,21 +245,50 @@ async def _read_range(
         await sync_to_async(handle.close)()
 
 
+def _handoff(recording: Recording, disposition: str) -> HttpResponse | None:
+    """In production a front server or the storage may deliver the bytes."""
+    if settings.RECORDINGS_DELIVERY == "x-accel-redirect":
+        return HttpResponse(
+            content_type="audio/wav",
+            headers={
+                "X-Accel-Redirect": settings.RECORDINGS_X_ACCEL_PREFIX
+                + recording.file.name,
+                "Content-Disposition": disposition,
+                "Cache-Control": "private",
+            },
+        )
+    if settings.RECORDINGS_DELIVERY == "storage-url":
+        return HttpResponseRedirect(recording.file.url)
+    return None
+
+
 async def _serve_recording(
-    request: HttpRequest, pk: int, *, attachment: bool
+    request: HttpRequest, pk: int, *, action: AccessLogEntry.Action
 ) -> HttpResponse:
-    recording = await Recording.objects.filter(pk=pk).afirst()
+    recording = await Recording.objects.select_related("call").filter(pk=pk).afirst()
     if recording is None or not recording.file:
         return HttpResponse(
             "No such recording.\n", status=404, content_type="text/plain"
         )
+    await sync_to_async(services.recording_play_log)(
+        recording=recording,
+        user=await request.auser(),
+        ip_address=client_ip(request),
+        action=action,
+        window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
+    )
+    disposition = content_disposition_header(
+        action == AccessLogEntry.Action.DOWNLOAD,
+        f"call-{recording.call_id}-{recording.pk}.wav",
+    )
+    handoff = await sync_to_async(_handoff)(recording, disposition)
+    if handoff is not None:
+        return handoff
     size = recording.size_bytes
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": "private",
-        "Content-Disposition": content_disposition_header(
-            attachment, f"call-{recording.call_id}-{recording.pk}.wav"
-        ),
+        "Content-Disposition": disposition,
     }
     try:
         byte_range = parse_range(request.headers.get("Range"), size)
@@ -185,12 +314,14 @@ async def _serve_recording(
 
 
 @require_safe
+@login_required
 async def recording_media(request: HttpRequest, pk: int) -> HttpResponse:
     """The recording for the page's <audio> player; seekable (HTTP Range)."""
-    return await _serve_recording(request, pk, attachment=False)
+    return await _serve_recording(request, pk, action=AccessLogEntry.Action.PLAY)
 
 
 @require_safe
+@login_required
 async def recording_download(request: HttpRequest, pk: int) -> HttpResponse:
     """The same bytes, as a file to save."""
-    return await _serve_recording(request, pk, attachment=True)
+    return await _serve_recording(request, pk, action=AccessLogEntry.Action.DOWNLOAD)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from vonage_voice.models import Connect, Talk, WebsocketEndpoint
+from vonage_voice.models.common import WebsocketAuthorization
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000)
 # WAV can hold any rate; these bounds only refuse nonsense from the socket.
@@ -25,7 +26,13 @@ ACCEPTED_SAMPLE_RATES = range(8000, 48001)
 
 # Close codes the audio socket uses (4000-4999 are the application's own).
 CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401  # token missing, forged or expired; bad Vonage JWT
+CLOSE_WRONG_CALL = 4403  # the token was made for another call
+CLOSE_CALL_TOO_LONG = 4408  # CALLRECORDER_MAX_CALL_SECONDS reached
+CLOSE_TOKEN_REUSED = 4409  # the token has been used by an earlier socket
 CLOSE_UNSUPPORTED_AUDIO = 4415
+CLOSE_TOO_MANY_SOCKETS = 4429  # CALLRECORDER_MAX_SOCKETS reached in this process
+CLOSE_FRAME_TOO_BIG = 1009  # the standard "message too big"
 
 # Vonage call and conversation ids: a UUID, "CON-" plus a UUID, or similar.
 # Nothing else is accepted, so an id is always safe in a file name or a URL.
@@ -144,12 +151,20 @@ def build_ncco(
     socket_headers: Mapping[str, Any],
     from_number: str,
     event_url: str,
+    vonage_signed_socket: bool = False,
 ) -> list[dict[str, Any]]:
-    """Greet the caller, then connect the call's audio to our socket."""
+    """Greet the caller, then connect the call's audio to our socket.
+
+    vonage_signed_socket asks Vonage to send its signed JWT on the socket's
+    opening handshake (`authorization: {"type": "vonage"}`).
+    """
     endpoint = WebsocketEndpoint(
         uri=websocket_uri,
         contentType=sample_rate_content_type(sample_rate),
         headers=dict(socket_headers),
+        authorization=WebsocketAuthorization(type="vonage")
+        if vonage_signed_socket
+        else None,
     )
     # Connect needs a caller id: our own number when it is a valid E.164
     # (it is the number the caller dialled), else one Vonage picks.

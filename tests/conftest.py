@@ -34,6 +34,24 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
 
 
 @pytest.fixture
+def user(django_user_model):
+    """A signed-in listener: not staff, may play but not delete."""
+    return django_user_model.objects.create_user("listener", password="pw-listener-1")
+
+
+@pytest.fixture
+def user_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def session_cookies(user_client) -> dict[str, str]:
+    """The signed-in user's session cookie, for HTTP clients other than Django's."""
+    return {name: morsel.value for name, morsel in user_client.cookies.items()}
+
+
+@pytest.fixture
 async def close_async_orm_connections() -> AsyncIterator[None]:
     """Close what async ORM calls (aget, acount) opened in asgiref's worker thread.
 

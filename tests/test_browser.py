@@ -26,6 +26,7 @@ CHROMIUM_FLAGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 HAVE_METADATA = 1
+USER_PASSWORD = "pw-listener-1"  # the `user` fixture's
 
 
 def require(path_or_command: str) -> None:
@@ -75,7 +76,7 @@ def spoken_call(daphne_server, tmp_path: Path):
 
 
 def test_a_simulated_call_shows_on_the_list_and_plays_in_the_detail_page(
-    daphne_server, spoken_call, browser
+    daphne_server, user, spoken_call, browser
 ):
     ARTIFACTS.mkdir(exist_ok=True)
     spoken_call, recording, stored_bytes = spoken_call
@@ -92,6 +93,12 @@ def test_a_simulated_call_shows_on_the_list_and_plays_in_the_detail_page(
     )
 
     page.goto(daphne_server.url + "/")
+    # Recordings are private: the list sends a stranger to sign in first.
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill(USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(daphne_server.url + "/")
     row = page.get_by_role("row").filter(has_text="447700900123")
     assert row.count() == 1
     page.screenshot(path=ARTIFACTS / "call-list.png", full_page=True)

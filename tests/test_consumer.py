@@ -4,6 +4,7 @@ import asyncio
 import json
 import random
 import wave
+from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
@@ -12,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from recordings_app.models import Call, CallEvent, Recording
 from recordings_app.routing import websocket_urlpatterns
+from recordings_app.signatures import socket_token
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -33,14 +35,18 @@ def ids(n: int = 1) -> dict[str, str]:
     }
 
 
-async def open_socket(n: int = 1, *, rate: int = 16000, query: str | None = None):
+def socket_path(n: int = 1) -> str:
+    """The URI the answer webhook gives Vonage: the call's ids and its token."""
     call = ids(n)
-    path = "/ws/audio?" + (
-        query
-        if query is not None
-        else f"uuid={call['uuid']}&conversation_uuid={call['conversation_uuid']}"
-    )
-    communicator = WebsocketCommunicator(application, path)
+    return "/ws/audio?" + urlencode({**call, "token": socket_token(call["uuid"])})
+
+
+async def open_socket(
+    n: int = 1, *, rate: int = 16000, query: str | None = None, headers=None
+):
+    call = ids(n)
+    path = socket_path(n) if query is None else f"/ws/audio?{query}"
+    communicator = WebsocketCommunicator(application, path, headers=headers or [])
     connected, _ = await communicator.connect()
     assert connected
     if rate:
@@ -64,7 +70,9 @@ async def send_frames(communicator, audio: bytes, frame: int) -> None:
 
 @database_sync_to_async
 def recordings_of(n: int = 1) -> list[Recording]:
-    return list(Recording.objects.filter(call__uuid=ids(n)["uuid"]))
+    return list(
+        Recording.objects.select_related("call").filter(call__uuid=ids(n)["uuid"])
+    )
 
 
 def wav_of(recording: Recording) -> tuple[int, bytes]:
@@ -156,14 +164,17 @@ async def test_a_reconnect_of_the_same_call_adds_a_recording_and_overwrites_noth
     assert all(wav_of(recording)[1] == audio for recording in recordings)
 
 
-async def test_ids_may_come_from_the_connected_message_alone():
+async def test_conversation_uuid_may_come_from_the_connected_message_alone():
     audio = pcm(0.2, 16000)
-    communicator = await open_socket(query="")
+    call = ids()
+    query = urlencode({"uuid": call["uuid"], "token": socket_token(call["uuid"])})
+    communicator = await open_socket(query=query)
     await send_frames(communicator, audio, 640)
     await communicator.disconnect()
 
     [recording] = await recordings_of()
     assert wav_of(recording)[1] == audio
+    assert recording.call.conversation_uuid == call["conversation_uuid"]
 
 
 async def test_socket_with_a_forged_id_is_closed_with_4400():

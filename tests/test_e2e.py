@@ -26,9 +26,12 @@ def noise(seconds: float, seed: int) -> CallPlan:
     )
 
 
-async def test_a_call_streamed_like_vonage_is_saved_bit_exact_and_linked(daphne_server):
+async def test_a_call_streamed_like_vonage_is_saved_bit_exact_and_linked(
+    daphne_server, session_cookies
+):
     async with httpx.AsyncClient(timeout=10) as http:
         sent = await play_call(http, daphne_server.url, noise(2.0, seed=7))
+        http.cookies.update(session_cookies)
 
         [recording] = await sync_to_async(wait_for_recordings)(sent.uuid)
         call = await Call.objects.aget(uuid=sent.uuid)

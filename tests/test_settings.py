@@ -15,7 +15,15 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
     clean = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "PUBLIC_URL"}
+        if key
+        not in {
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "PUBLIC_URL",
+            "VONAGE_SIGNATURE_SECRET",
+            "UNSAFE_ALLOW_UNSIGNED_WEBHOOKS",
+        }
     }
     return subprocess.run(
         [sys.executable, "-c", "import callrecorder.settings"],
@@ -40,9 +48,32 @@ def test_production_mode_refuses_to_start_without_allowed_hosts():
     assert "ALLOWED_HOSTS is not set" in result.stderr
 
 
-def test_production_mode_starts_with_its_secrets_set():
+def test_production_mode_refuses_to_start_without_the_vonage_signature_secret():
     result = load_settings(
         DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="calls.example.com"
+    )
+
+    assert result.returncode != 0
+    assert "VONAGE_SIGNATURE_SECRET is not set" in result.stderr
+
+
+def test_production_mode_may_go_without_signatures_only_by_an_unsafe_setting():
+    result = load_settings(
+        DEBUG="false",
+        SECRET_KEY="x" * 50,
+        ALLOWED_HOSTS="calls.example.com",
+        UNSAFE_ALLOW_UNSIGNED_WEBHOOKS="true",
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_production_mode_starts_with_its_secrets_set():
+    result = load_settings(
+        DEBUG="false",
+        SECRET_KEY="x" * 50,
+        ALLOWED_HOSTS="calls.example.com",
+        VONAGE_SIGNATURE_SECRET="s" * 32,
     )
 
     assert result.returncode == 0, result.stderr

@@ -105,7 +105,7 @@ def test_simulate_call_records_calls_in_a_running_server_and_says_where(daphne_s
 
 @pytest.mark.e2e
 def test_call_page_link_printed_by_the_simulator_leads_to_the_call(
-    daphne_server, client
+    daphne_server, user_client
 ):
     out = io.StringIO()
     call_command(
@@ -119,7 +119,7 @@ def test_call_page_link_printed_by_the_simulator_leads_to_the_call(
     )
     call = Call.objects.get()
 
-    response = client.get(f"/calls/uuid/{call.uuid}/")
+    response = user_client.get(f"/calls/uuid/{call.uuid}/")
 
     assert response.status_code == 302
     assert response["Location"] == call.get_absolute_url()

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -124,6 +125,7 @@ class Command(BaseCommand):
                 dtmf=options["dtmf"],
                 realtime=not options["fast"],
                 sample_rate=options["rate"],
+                signature_secret=settings.VONAGE_SIGNATURE_SECRET,
             )
             for n in range(count)
         ]

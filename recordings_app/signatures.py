@@ -1,0 +1,124 @@
+"""Who may talk to us: Vonage's signed webhooks and our per-call socket tokens.
+
+Vonage signs each webhook with an HS256 JWT (claims iat, jti, iss,
+payload_hash) in `Authorization: Bearer`. The official SDK checks the
+signature only; the token's age, its one-time use (jti) and the hash of the
+request it came with are checked here (../shared/vonage-protocol.md, 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jwt
+from django.core import signing
+from vonage_jwt import verify_signature
+from vonage_jwt.errors import VonageVerifyJwtError
+
+# Vonage's clock and ours may differ a little.
+CLOCK_SKEW_SECONDS = 60
+SOCKET_TOKEN_SALT = "callrecorder.audio-socket"
+
+
+class SignatureError(ValueError):
+    """A request or socket that is not from Vonage, or not anymore; says why."""
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header."""
+    if not authorization:
+        raise SignatureError("no Authorization header: the request is not signed")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise SignatureError("the Authorization header is not a Bearer token")
+    return token.strip()
+
+
+def verify_vonage_jwt(
+    token: str, *, secret: str, max_age: float, now: float | None = None
+) -> dict[str, Any]:
+    """Check a Vonage JWT's signature (with the SDK), age and jti; return its claims."""
+    try:
+        signed_by_vonage = verify_signature(token, secret)
+    except VonageVerifyJwtError:
+        raise SignatureError("the token is malformed or expired") from None
+    if not signed_by_vonage:
+        raise SignatureError("the token's signature does not match the secret")
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    issued_at = claims.get("iat")
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        raise SignatureError("the token has no iat (issued-at) claim")
+    age = (time.time() if now is None else now) - issued_at
+    if age > max_age:
+        raise SignatureError(f"the token expired: issued {int(age)} s ago")
+    if age < -CLOCK_SKEW_SECONDS:
+        raise SignatureError("the token is issued in the future")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 200:
+        raise SignatureError("the token has no jti (token id) claim")
+    return claims
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _compact_json(value: Any, *, ascii_only: bool) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+
+
+def payload_hashes(
+    *, method: str, body: bytes, query: Iterable[tuple[str, str]]
+) -> set[str]:
+    """Every form of the payload Vonage may have hashed for this request.
+
+    GET: the query parameters as a JSON object, in order, no whitespace.
+    POST: the raw body, or the body as compact JSON (whether Vonage hashes
+    the exact bytes is unconfirmed, so both are accepted).
+    """
+    if method == "GET":
+        params = dict(query)
+        return {_sha256(_compact_json(params, ascii_only=a)) for a in (True, False)}
+    hashes = {_sha256(body)}
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return hashes
+    hashes |= {_sha256(_compact_json(parsed, ascii_only=a)) for a in (True, False)}
+    return hashes
+
+
+def check_payload_hash(claims: Mapping[str, Any], candidates: set[str]) -> None:
+    """The token must have been made for this very request, not another one."""
+    if claims.get("payload_hash") not in candidates:
+        raise SignatureError("payload_hash does not match the request: it was altered")
+
+
+def socket_token(call_uuid: str) -> str:
+    """A signed, timestamped token that lets one socket record the call call_uuid.
+
+    A random part makes every token unique, even two for one call in the
+    same second (a retried answer webhook): each can be spent once.
+    """
+    value = f"{call_uuid}.{secrets.token_urlsafe(9)}"
+    return signing.TimestampSigner(salt=SOCKET_TOKEN_SALT).sign(value)
+
+
+def socket_token_call_uuid(token: str, *, max_age: float) -> str:
+    """The call uuid a socket token was made for; SignatureError if forged or old."""
+    if not token:
+        raise SignatureError("the socket URI has no token")
+    try:
+        value = signing.TimestampSigner(salt=SOCKET_TOKEN_SALT).unsign(
+            token, max_age=max_age
+        )
+        return value.rsplit(".", 1)[0]
+    except signing.SignatureExpired:
+        raise SignatureError("the socket token expired") from None
+    except signing.BadSignature:
+        raise SignatureError("the socket token is forged") from None
