@@ -99,7 +99,14 @@ def database_url() -> str:
 class DaphneServer:
     """A real Daphne process serving the app on a free port."""
 
-    def __init__(self, *, media_root: Path, spool_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        media_root: Path,
+        spool_dir: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -110,6 +117,7 @@ class DaphneServer:
             "MEDIA_ROOT": str(media_root),
             "SPOOL_DIR": str(spool_dir),
             "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
         }
         self.log = open(log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -160,12 +168,21 @@ class DaphneServer:
 
 
 @pytest.fixture
-def daphne_server(transactional_db, settings, tmp_path: Path) -> Iterator[DaphneServer]:
+def daphne_env() -> dict[str, str]:
+    """Environment for the Daphne server of a test; override to change settings."""
+    return {}
+
+
+@pytest.fixture
+def daphne_server(
+    transactional_db, settings, tmp_path: Path, daphne_env
+) -> Iterator[DaphneServer]:
     """Start Daphne on the test database; its output is shown if the test fails."""
     server = DaphneServer(
         media_root=settings.MEDIA_ROOT,
         spool_dir=settings.SPOOL_DIR,
         log_path=tmp_path / "daphne.log",
+        extra_env=daphne_env,
     )
     try:
         yield server

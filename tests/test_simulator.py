@@ -224,3 +224,37 @@ def test_a_socket_the_server_closes_early_is_reported_with_its_code(daphne_serve
         match=r"closed the socket after \d+ of \d+ frames \(code 4415\)",
     ):
         asyncio.run(play())
+
+
+SIGNED = {"VONAGE_SIGNATURE_SECRET": "vonage-signature-secret-0123456789abcdef"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("daphne_env", [SIGNED])
+def test_simulate_call_signs_like_vonage_when_the_secret_is_set(
+    daphne_server, settings
+):
+    settings.VONAGE_SIGNATURE_SECRET = SIGNED["VONAGE_SIGNATURE_SECRET"]
+
+    call_command(
+        "simulate_call",
+        "--url",
+        daphne_server.url,
+        "--fast",
+        "--seconds",
+        "0.5",
+        stdout=io.StringIO(),
+    )
+
+    [recording] = wait_for_recordings(Call.objects.get().uuid)
+    assert recording.frame_count == 25
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("daphne_env", [SIGNED])
+def test_an_unsigned_simulator_is_turned_away_by_a_signed_server(daphne_server):
+    with pytest.raises(CommandError, match="event webhook answered 401"):
+        call_command(
+            "simulate_call", "--url", daphne_server.url, "--fast", "--seconds", "0.5"
+        )
+    assert not Call.objects.exists()
