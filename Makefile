@@ -29,6 +29,7 @@ venv: $(VENV)/.installed
 
 run: venv
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py recover_recordings
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, create a login with: make admin)"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 

@@ -265,9 +265,15 @@ if CALLRECORDER_SAMPLE_RATE not in (8000, 16000, 24000):
 # Where audio is written while a call is live; on the same filesystem as
 # MEDIA_ROOT, finishing a recording is a rename, not a copy.
 SPOOL_DIR = Path(os.environ.get("SPOOL_DIR", BASE_DIR / "spool"))
-# How often the spool is flushed to the operating system while a call runs.
+# How often the spool is flushed to the operating system while a call runs:
+# the most audio a crash of the process can lose.
 CALLRECORDER_SPOOL_FLUSH_SECONDS = float(
-    os.environ.get("CALLRECORDER_SPOOL_FLUSH_SECONDS", "1.0")
+    os.environ.get("CALLRECORDER_SPOOL_FLUSH_SECONDS", "0.5")
+)
+# A spool nobody has written to for this long (and whose writer's lock is
+# gone) is turned into a recording by manage.py recover_recordings.
+CALLRECORDER_RECOVERY_GRACE_SECONDS = float(
+    os.environ.get("CALLRECORDER_RECOVERY_GRACE_SECONDS", "60")
 )
 CALLRECORDER_CALLS_PER_PAGE = int(os.environ.get("CALLRECORDER_CALLS_PER_PAGE", "25"))
 

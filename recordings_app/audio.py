@@ -4,14 +4,18 @@ Plain Python, no Django. The spool file *is* the WAV: `wave` writes a header
 up front and patches its sizes at close, so finishing a call is a rename,
 whatever its length, and memory never grows with the call. A JSON file
 beside each spool holds what is needed to rebuild the recording without the
-process that wrote it.
+process that wrote it; the writer holds a lock on the spool while the call
+is live, so recovery never takes a spool from under a running call.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import secrets
+import struct
 import time
 import wave
 from collections.abc import Callable
@@ -22,8 +26,19 @@ from pathlib import Path
 SAMPLE_WIDTH = 2  # 16-bit signed little-endian PCM
 CHANNELS = 1
 FRAME_SECONDS = 0.020  # Vonage sends one message per 20 ms
+# Frames arriving further apart than this left at least one frame's hole.
+GAP_SECONDS = 2 * FRAME_SECONDS
 WAV_HEADER_SIZE = 44  # what `wave` writes for PCM
 _WRITE_BUFFER = 64 * 1024
+_HASH_CHUNK = 1024 * 1024
+
+
+class SpoolInUse(Exception):
+    """A live call still writes this spool."""
+
+
+class BrokenSpool(Exception):
+    """A spool that cannot be turned into a recording; the message says why."""
 
 
 def frame_bytes(sample_rate: int) -> int:
@@ -55,6 +70,10 @@ class FinishedSpool:
     odd_byte_carries: int  # frames that ended mid-sample and were joined to the next
     trailing_byte_dropped: bool  # the call ended with half a sample
     ended_at: datetime
+    expected_frame_count: int = 0  # from the socket's wall-clock length
+    gap_count: int = 0  # pauses between frames longer than one frame
+    longest_gap_ms: int = 0
+    recovered: bool = False  # rebuilt from the spool after the writer died
 
     @property
     def duration_seconds(self) -> float:
@@ -68,6 +87,18 @@ class FinishedSpool:
         """Remove the spool and its metadata (a call with no audio keeps nothing)."""
         self.path.unlink(missing_ok=True)
         self.meta_path.unlink(missing_ok=True)
+
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks: memory stays flat for any length."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _safe_name_part(value: str) -> str:
@@ -108,13 +139,18 @@ class SpoolWriter:
         with open(self.meta_path, "x") as meta_file:
             json.dump(asdict(self.meta), meta_file)
         self._file = open(self.path, "xb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+        # Held until close (or the process dies): recovery skips locked spools.
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._wav = wave.open(self._file, "wb")  # noqa: SIM115
         self._wav.setnchannels(CHANNELS)
         self._wav.setsampwidth(SAMPLE_WIDTH)
         self._wav.setframerate(sample_rate)
         self._clock = clock
         self._flush_seconds = flush_seconds
-        self._next_flush = clock() + flush_seconds
+        self._opened_at = self._last_frame_at = clock()
+        self._next_flush = self._opened_at + flush_seconds
+        self.gap_count = 0
+        self.longest_gap = 0.0
         self._carry = b""
         self._closed: FinishedSpool | None = None
         self.sample_count = 0
@@ -140,6 +176,11 @@ class SpoolWriter:
         self._wav.writeframesraw(frame)
         self.sample_count += len(frame) // SAMPLE_WIDTH
         now = self._clock()
+        gap = now - self._last_frame_at
+        self._last_frame_at = now
+        if gap > GAP_SECONDS and self.frame_count > 1:
+            self.gap_count += 1
+            self.longest_gap = max(self.longest_gap, gap)
         if now >= self._next_flush:
             self._file.flush()
             self._next_flush = now + self._flush_seconds
@@ -148,10 +189,13 @@ class SpoolWriter:
         """Patch the WAV header with the final sizes and sync the file to disk."""
         if self._closed is not None:
             return self._closed
-        self._wav.close()  # writes the final sizes into the header
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        elapsed = self._clock() - self._opened_at
+        try:
+            self._wav.close()  # writes the final sizes into the header
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()  # and releases the lock
         self._closed = FinishedSpool(
             path=self.path,
             meta_path=self.meta_path,
@@ -162,5 +206,88 @@ class SpoolWriter:
             odd_byte_carries=self.odd_byte_carries,
             trailing_byte_dropped=bool(self._carry),
             ended_at=datetime.now(UTC),
+            expected_frame_count=round(elapsed / FRAME_SECONDS),
+            gap_count=self.gap_count,
+            longest_gap_ms=round(self.longest_gap * 1000),
         )
         return self._closed
+
+
+def orphaned_spools(spool_dir: Path, *, grace_seconds: float) -> list[Path]:
+    """Metadata files of spools nobody has written for grace_seconds."""
+    if not spool_dir.is_dir():
+        return []
+    cutoff = time.time() - grace_seconds
+    orphans = []
+    for meta_path in sorted(spool_dir.glob("*.json")):
+        audio = meta_path.with_suffix(".wav")
+        newest = max(
+            (p.stat().st_mtime for p in (meta_path, audio) if p.exists()), default=0
+        )
+        if newest <= cutoff:
+            orphans.append(meta_path)
+    return orphans
+
+
+def read_meta(meta_path: Path) -> dict:
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError) as error:
+        raise BrokenSpool(f"{meta_path.name}: unreadable metadata ({error})") from None
+
+
+def recover_spool(meta_path: Path) -> FinishedSpool:
+    """Rebuild a finished spool from a writer that died mid-call.
+
+    The header's sizes are stale (written before the crash); the data is
+    everything after it, to the last whole sample, and the header is
+    patched in place to say so.
+    """
+    raw = read_meta(meta_path)
+    try:
+        meta = SpoolMeta(**raw | {"audio_file": meta_path.with_suffix(".wav").name})
+    except TypeError:
+        raise BrokenSpool(f"{meta_path.name}: metadata lacks fields") from None
+    path = meta_path.with_suffix(".wav")
+    if not path.exists():
+        raise BrokenSpool(f"{path.name} is missing")
+    with open(path, "r+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpoolInUse(path.name) from None
+        size = os.fstat(handle.fileno()).st_size
+        data_size = max(size - WAV_HEADER_SIZE, 0) // SAMPLE_WIDTH * SAMPLE_WIDTH
+        if data_size:
+            header = handle.read(WAV_HEADER_SIZE)
+            if (
+                header[:4] != b"RIFF"
+                or header[8:12] != b"WAVE"
+                or header[36:40] != b"data"
+            ):
+                raise BrokenSpool(f"{path.name} does not start with a WAV header")
+            handle.truncate(WAV_HEADER_SIZE + data_size)
+            handle.seek(4)
+            handle.write(struct.pack("<I", 36 + data_size))
+            handle.seek(40)
+            handle.write(struct.pack("<I", data_size))
+            handle.flush()
+            os.fsync(handle.fileno())
+        mtime = os.fstat(handle.fileno()).st_mtime
+    sample_count = data_size // SAMPLE_WIDTH
+    frame_samples = int(meta.sample_rate * FRAME_SECONDS)
+    started = datetime.fromisoformat(meta.started_at)
+    ended = datetime.fromtimestamp(mtime, UTC)
+    return FinishedSpool(
+        path=path,
+        meta_path=meta_path,
+        meta=meta,
+        sample_count=sample_count,
+        frame_count=-(-sample_count // frame_samples),
+        bytes_received=data_size,
+        odd_byte_carries=0,
+        trailing_byte_dropped=False,
+        ended_at=ended,
+        expected_frame_count=round((ended - started).total_seconds() / FRAME_SECONDS),
+        recovered=True,
+    )

@@ -18,6 +18,7 @@ from .vonage import (
     CLOSE_BAD_REQUEST,
     CLOSE_CALL_TOO_LONG,
     CLOSE_FRAME_TOO_BIG,
+    CLOSE_STORAGE_FAILED,
     CLOSE_TOKEN_REUSED,
     CLOSE_TOO_MANY_SOCKETS,
     CLOSE_UNAUTHORIZED,
@@ -202,7 +203,11 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 f"a {len(frame)}-byte frame (limit {self.max_frame_bytes})",
             )
         else:
-            self.spool.write(frame)
+            try:
+                self.spool.write(frame)
+            except OSError as error:  # disk full, I/O error: keep what is on disk
+                await self.refuse(CLOSE_STORAGE_FAILED, f"spool write failed: {error}")
+                return
             if self.spool.sample_count >= self.max_samples:
                 await self.refuse(
                     CLOSE_CALL_TOO_LONG,
@@ -225,7 +230,15 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             self.counted = False
         if self.spool is None:
             return
-        finished = self.spool.close()
+        try:
+            finished = self.spool.close()
+        except OSError:
+            logger.exception(
+                "call %s: spool could not be closed; kept at %s for recovery",
+                self.call_uuid,
+                self.spool.path,
+            )
+            return
         try:
             recording = await database_sync_to_async(services.recording_finalize)(
                 call=self.call, spool=finished

@@ -110,8 +110,21 @@ class Recording(models.Model):
     frame_count = models.PositiveIntegerField(
         help_text="Binary WebSocket messages received (20 ms each from Vonage)."
     )
+    expected_frame_count = models.PositiveIntegerField(
+        default=0, help_text="Frames the socket's wall-clock length should hold."
+    )
+    gap_count = models.PositiveIntegerField(
+        default=0, help_text="Pauses between frames longer than one frame."
+    )
+    longest_gap_ms = models.PositiveIntegerField(default=0)
     size_bytes = models.PositiveBigIntegerField("size")
     odd_byte_carries = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(
+        "SHA-256", max_length=64, blank=True, help_text="Of the WAV file as stored."
+    )
+    recovered = models.BooleanField(
+        default=False, help_text="Rebuilt from the spool after a crash or a failure."
+    )
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -131,6 +144,13 @@ class Recording(models.Model):
 
     def get_download_url(self) -> str:
         return reverse("recordings:recording_download", args=[self.pk])
+
+    @property
+    def completeness(self) -> float | None:
+        """Frames received against frames expected from the call's length."""
+        if not self.expected_frame_count:
+            return None
+        return min(self.frame_count / self.expected_frame_count, 1.0)
 
 
 class UsedToken(models.Model):

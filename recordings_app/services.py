@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .audio import FinishedSpool
+from .audio import FinishedSpool, read_meta, recover_spool
 from .models import GENESIS_HASH, AccessLogEntry, Call, CallEvent, Recording, UsedToken
 from .vonage import FINAL_STATUSES, STATUS_RANK, AnswerRequest, CallEventData
 
@@ -155,37 +158,94 @@ def recording_finalize(*, call: Call, spool: FinishedSpool) -> Recording | None:
     """Store a finished spool as the call's Recording; a silent socket stores nothing.
 
     The spool is removed only once the file is in storage and the row is
-    committed, so a failure at any step leaves the audio on disk.
+    saved. If the row fails after the file has moved, the metadata left in
+    the spool folder says where the file went, and recovery finishes the job.
     """
     if spool.sample_count == 0:
         spool.discard()
         return None
-    size_bytes = spool.size_bytes
     recording = Recording(
         call=call,
         sample_rate=spool.meta.sample_rate,
         sample_count=spool.sample_count,
         frame_count=spool.frame_count,
-        size_bytes=size_bytes,
+        expected_frame_count=spool.expected_frame_count,
+        gap_count=spool.gap_count,
+        longest_gap_ms=spool.longest_gap_ms,
+        size_bytes=spool.size_bytes,
         odd_byte_carries=spool.odd_byte_carries,
+        sha256=spool.sha256(),
+        recovered=spool.recovered,
         started_at=spool.meta.started_at,
         ended_at=spool.ended_at,
     )
     with open(spool.path, "rb") as audio:
         recording.file.save(spool.path.name, SpoolFile(audio), save=False)
     try:
-        recording.save()
-    except Exception:
-        # The row failed after the file moved: put nothing out of reach.
+        _note_stored(spool.meta_path, recording)
+    except OSError:
         logger.exception(
-            "call %s: recording row not saved; audio kept at %s",
+            "call %s: audio stored as %s but its spool metadata not updated",
             call.uuid or call.conversation_uuid,
             recording.file.name,
         )
-        raise
+    recording.save()
     spool.meta_path.unlink(missing_ok=True)
     spool.path.unlink(missing_ok=True)  # still there when storage copied it
     return recording
+
+
+_STORED_FIELDS = [
+    "sample_rate",
+    "sample_count",
+    "frame_count",
+    "expected_frame_count",
+    "gap_count",
+    "longest_gap_ms",
+    "size_bytes",
+    "odd_byte_carries",
+    "sha256",
+    "recovered",
+]
+
+
+def _note_stored(meta_path: Path, recording: Recording) -> None:
+    """Record in the spool's metadata that its file is now in storage."""
+    meta = json.loads(meta_path.read_text())
+    meta["stored"] = {
+        "name": recording.file.name,
+        "ended_at": recording.ended_at.isoformat(),
+        **{field: getattr(recording, field) for field in _STORED_FIELDS},
+    }
+    meta_path.write_text(json.dumps(meta))
+
+
+def recording_recover(*, meta_path: Path) -> Recording | None:
+    """Turn an orphaned spool (its writer died, or storage failed) into a Recording.
+
+    Raises SpoolInUse for a live call's spool, BrokenSpool for one that
+    cannot be read; either way the spool stays where it is.
+    """
+    meta = read_meta(meta_path)
+    call = call_for_socket(
+        call_uuid=meta.get("call_uuid", ""),
+        conversation_uuid=meta.get("conversation_uuid", ""),
+    )
+    stored = meta.get("stored")
+    if stored and default_storage.exists(stored["name"]):
+        # The file reached storage; only the row is missing.
+        recording = Recording(
+            call=call,
+            started_at=meta["started_at"],
+            ended_at=stored["ended_at"],
+            **{field: stored[field] for field in _STORED_FIELDS},
+        )
+        recording.file.name = stored["name"]
+        recording.save()
+        meta_path.unlink()
+        meta_path.with_suffix(".wav").unlink(missing_ok=True)
+        return recording
+    return recording_finalize(call=call, spool=recover_spool(meta_path))
 
 
 def token_use(*, key: str, valid_for: float) -> bool:

@@ -33,6 +33,9 @@ CLOSE_TOKEN_REUSED = 4409  # the token has been used by an earlier socket
 CLOSE_UNSUPPORTED_AUDIO = 4415
 CLOSE_TOO_MANY_SOCKETS = 4429  # CALLRECORDER_MAX_SOCKETS reached in this process
 CLOSE_FRAME_TOO_BIG = 1009  # the standard "message too big"
+CLOSE_STORAGE_FAILED = (
+    1011  # the standard "internal error": the spool cannot be written
+)
 
 # Vonage call and conversation ids: a UUID, "CON-" plus a UUID, or similar.
 # Nothing else is accepted, so an id is always safe in a file name or a URL.

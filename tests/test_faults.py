@@ -1,0 +1,337 @@
+"""Lose no audio: crashes, storage failures and broken sockets, done for real."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+import httpx
+import pytest
+import websockets
+from django.core.files.storage import FileSystemStorage
+from django.core.management import CommandError, call_command
+
+from recordings_app.audio import SpoolWriter
+from recordings_app.models import Call, Recording
+
+from .conftest import ROOT, wait_for_recordings
+from .test_consumer import open_socket, pcm, recordings_of, send_frames, wav_of
+
+FRAME = 640  # 20 ms at 16 kHz
+
+
+def recover(grace: float = 0) -> str:
+    out = io.StringIO()
+    call_command("recover_recordings", "--grace", str(grace), stdout=out)
+    return out.getvalue()
+
+
+def wav_data(recording: Recording) -> bytes:
+    with recording.file.open("rb") as handle, wave.open(handle) as wav:
+        return wav.readframes(wav.getnframes())
+
+
+def crashed_writer(spool_dir, audio: bytes, *, flush_every_frame: bool = True) -> None:
+    """A process that spools audio and dies without closing anything (os._exit)."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import os
+from pathlib import Path
+from recordings_app.audio import SpoolWriter
+audio = sys.stdin.buffer.read()
+writer = SpoolWriter(
+    Path({str(spool_dir)!r}),
+    call_uuid="aaaaaaaa-0000-0000-0000-000000000001",
+    conversation_uuid="CON-1",
+    sample_rate=16000,
+    flush_seconds={0.0 if flush_every_frame else 3600.0},
+)
+for start in range(0, len(audio), {FRAME}):
+    writer.write(audio[start:start + {FRAME}])
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", script], input=audio, check=True)
+
+
+# --- recovery ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_spool_left_by_a_dead_writer_becomes_a_recovered_recording(settings):
+    audio = pcm(1.0, 16000)
+    crashed_writer(settings.SPOOL_DIR, audio)
+
+    output = recover()
+
+    assert "1 recording(s) recovered." in output
+    recording = Recording.objects.get()
+    assert recording.recovered
+    assert wav_data(recording) == audio
+    assert recording.call.uuid == "aaaaaaaa-0000-0000-0000-000000000001"
+    assert recording.sha256 and len(recording.sha256) == 64
+    assert list(settings.SPOOL_DIR.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_without_flushing_a_crash_loses_the_buffer(settings):
+    """Proves the flush matters: a writer that never flushes leaves less behind."""
+    audio = pcm(1.0, 16000)
+    crashed_writer(settings.SPOOL_DIR, audio, flush_every_frame=False)
+
+    recover()
+
+    kept = b"".join(wav_data(r) for r in Recording.objects.all())
+    assert len(kept) < len(audio)
+
+
+@pytest.mark.django_db
+def test_recovery_twice_recovers_once(settings):
+    crashed_writer(settings.SPOOL_DIR, pcm(0.5, 16000))
+
+    recover()
+    second = recover()
+
+    assert "0 recording(s) recovered." in second
+    assert Recording.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_recovery_leaves_a_live_calls_spool_alone(settings):
+    writer = SpoolWriter(
+        settings.SPOOL_DIR,
+        call_uuid="live",
+        conversation_uuid="CON-live",
+        sample_rate=16000,
+    )
+    writer.write(pcm(0.2, 16000))
+
+    assert "0 recording(s) recovered." in recover(grace=0)
+
+    assert writer.path.exists() and writer.meta_path.exists()
+    writer.write(pcm(0.2, 16000, seed=2))
+    finished = writer.close()
+    assert finished.sample_count == 2 * 3200
+    assert not Recording.objects.exists()
+
+
+@pytest.mark.django_db
+def test_recovery_waits_for_the_grace_period(settings):
+    crashed_writer(settings.SPOOL_DIR, pcm(0.2, 16000))
+
+    assert "0 recording(s) recovered." in recover(grace=3600)
+    assert "1 recording(s) recovered." in recover(grace=0)
+
+
+# --- storage failures -------------------------------------------------------
+
+socket_test = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Storage that fails like a full disk until the test lets it recover."""
+
+    def no_space(self, name, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileSystemStorage, "_save", no_space)
+    return monkeypatch
+
+
+@socket_test
+async def test_a_storage_failure_keeps_the_spool_and_recovery_stores_it_later(
+    settings, full_disk, caplog
+):
+    audio = pcm(0.6, 16000)
+    communicator = await open_socket()
+    await send_frames(communicator, audio, FRAME)
+    await communicator.disconnect()  # no exception reaches the peer
+
+    assert await recordings_of() == []
+    assert len(list(settings.SPOOL_DIR.glob("*.wav"))) == 1
+    assert "aaaaaaaa-0000-0000-0000-000000000001" in caplog.text
+    assert "spool kept" in caplog.text
+
+    with pytest.raises(CommandError, match="could not be recovered; they are kept"):
+        await asyncio.to_thread(recover)
+    full_disk.undo()
+    await asyncio.to_thread(recover)
+
+    [recording] = await recordings_of()
+    assert recording.recovered
+    assert wav_of(recording)[1] == audio
+
+
+@socket_test
+async def test_a_database_failure_after_storing_is_finished_by_recovery(
+    settings, monkeypatch
+):
+    audio = pcm(0.4, 16000)
+
+    def database_down(self, *args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Recording, "save", database_down)
+    communicator = await open_socket()
+    await send_frames(communicator, audio, FRAME)
+    await communicator.disconnect()
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    stored_name = json.loads(meta.read_text())["stored"]["name"]
+    monkeypatch.undo()
+
+    await asyncio.to_thread(recover)
+
+    [recording] = await recordings_of()
+    assert recording.file.name == stored_name
+    assert wav_of(recording)[1] == audio
+    assert list(settings.SPOOL_DIR.iterdir()) == []
+
+
+# --- a real server, really broken -------------------------------------------
+
+
+async def open_vonage_socket(http: httpx.AsyncClient, base_url: str, n: int = 1):
+    """Answer webhook, then the socket at the NCCO's URI with its connected message."""
+    call_uuid = f"bbbbbbbb-0000-0000-0000-{n:012d}"
+    params = {
+        "uuid": call_uuid,
+        "conversation_uuid": f"CON-{call_uuid}",
+        "from": "447700900123",
+        "to": "447700900000",
+    }
+    ncco = (await http.get(f"{base_url}/webhooks/answer", params=params)).json()
+    endpoint = ncco[1]["endpoint"][0]
+    socket = await websockets.connect(endpoint["uri"])
+    await socket.send(
+        json.dumps(
+            {
+                "event": "websocket:connected",
+                "content-type": endpoint["content-type"],
+                **endpoint["headers"],
+            }
+        )
+    )
+    return call_uuid, socket
+
+
+@pytest.mark.e2e
+async def test_after_kill_9_mid_call_recovery_keeps_all_but_the_last_second(
+    daphne_server, settings
+):
+    audio = pcm(4.0, 16000, seed=11)
+    async with httpx.AsyncClient() as http:
+        call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
+        start = time.monotonic()
+        sent = 0
+        for index in range(150):  # 3 s of the 4, at real-time pace
+            await socket.send(audio[index * FRAME : (index + 1) * FRAME])
+            sent += FRAME
+            await asyncio.sleep(max(0, start + (index + 1) * 0.02 - time.monotonic()))
+        daphne_server.process.send_signal(signal.SIGKILL)
+        daphne_server.process.wait()
+
+    output = await asyncio.to_thread(recover)
+
+    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    kept = wav_data(recording)
+    lost_seconds = (sent - len(kept)) / 32000
+    print(
+        f"\naudio sent before kill -9: {sent / 32000:.2f} s; lost: {lost_seconds:.3f} s"
+    )
+    assert "1 recording(s) recovered." in output
+    assert recording.recovered
+    assert kept == audio[: len(kept)]  # a prefix: nothing shifted or invented
+    assert lost_seconds <= settings.CALLRECORDER_SPOOL_FLUSH_SECONDS + 0.1
+
+
+@pytest.mark.e2e
+async def test_a_peer_that_vanishes_without_a_close_frame_still_gets_its_recording(
+    daphne_server,
+):
+    audio = pcm(1.0, 16000, seed=12)
+    async with httpx.AsyncClient() as http:
+        call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
+        for start in range(0, len(audio), FRAME):
+            await socket.send(audio[start : start + FRAME])
+        socket.transport.close()  # TCP FIN, no WebSocket close frame
+
+    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    assert wav_data(recording) == audio
+    assert not recording.recovered
+
+
+@pytest.mark.e2e
+async def test_a_connection_cut_in_the_middle_of_a_frame_keeps_every_whole_frame(
+    daphne_server,
+):
+    audio = pcm(1.0, 16000, seed=13)
+    async with httpx.AsyncClient() as http:
+        call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
+        for start in range(0, len(audio), FRAME):
+            await socket.send(audio[start : start + FRAME])
+        # A binary frame header announcing 640 masked bytes, then only 100.
+        socket.transport.write(b"\x82\xfe\x02\x80" + os.urandom(4) + os.urandom(100))
+        socket.transport.close()
+
+    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    assert wav_data(recording) == audio
+
+
+@pytest.mark.e2e
+async def test_a_burst_of_calls_closing_at_once_all_get_complete_recordings(
+    daphne_server,
+):
+    calls = 20
+    audio = [random.Random(n).randbytes(32000 * 5) for n in range(calls)]  # 5 s each
+
+    async def one(n: int) -> str:
+        async with httpx.AsyncClient() as http:
+            call_uuid, socket = await open_vonage_socket(http, daphne_server.url, n)
+            for start in range(0, len(audio[n]), FRAME):
+                await socket.send(audio[n][start : start + FRAME])
+            await socket.close()
+            return call_uuid
+
+    uuids = await asyncio.gather(*(one(n) for n in range(calls)))
+
+    for n, call_uuid in enumerate(uuids):
+        [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid, 1, 30)
+        assert wav_data(recording) == audio[n]
+        assert recording.frame_count == 250
+
+
+@pytest.mark.e2e
+async def test_events_long_after_the_socket_still_complete_the_call(daphne_server):
+    audio = pcm(0.4, 16000, seed=14)
+    async with httpx.AsyncClient() as http:
+        call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
+        for start in range(0, len(audio), FRAME):
+            await socket.send(audio[start : start + FRAME])
+        await socket.close()
+        await asyncio.to_thread(wait_for_recordings, call_uuid)
+        await asyncio.sleep(1)
+        response = await http.post(
+            f"{daphne_server.url}/webhooks/event",
+            json={
+                "uuid": call_uuid,
+                "conversation_uuid": f"CON-{call_uuid}",
+                "status": "completed",
+                "duration": "7",
+            },
+        )
+
+    assert response.status_code == 200
+    call = await Call.objects.aget(uuid=call_uuid)
+    assert (call.status, call.duration_seconds) == ("completed", 7)
+    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    assert wav_data(recording) == audio
