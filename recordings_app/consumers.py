@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import services, signatures
@@ -60,6 +63,44 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     spool: SpoolWriter | None = None
     counted = False
     refused = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Take the socket's messages one by one, in order.
+
+        Channels' own loop also listens on the channel layer, starting a task
+        per message; this socket only publishes to groups, so a plain loop
+        does, and a frame can never be taken off the queue and then dropped.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        except asyncio.CancelledError:
+            # Daphne cancels a consumer still busy application_close_timeout
+            # (10 s) after its peer left, frames it had queued and all: write
+            # those out and finish the recording before letting go.
+            await asyncio.shield(self.drain(receive))
+            raise
+
+    async def drain(self, receive) -> None:
+        """Write every frame still queued for this socket, then finish."""
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=0.1)
+            except TimeoutError:
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None and self.spool is not None:
+                self.spool.write(message["bytes"])
+        logger.warning(
+            "call %s: finishing after the server's close timeout", self.call_uuid
+        )
+        await self.disconnect(code=1006)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Audio frames skip Channels' per-message close_old_connections()

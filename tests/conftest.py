@@ -106,6 +106,7 @@ class DaphneServer:
         spool_dir: Path,
         log_path: Path,
         extra_env: dict[str, str] | None = None,
+        daphne_args: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -129,6 +130,7 @@ class DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *(daphne_args or []),
                 "callrecorder.asgi:application",
             ],
             cwd=ROOT,
@@ -174,8 +176,14 @@ def daphne_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def daphne_args() -> list[str]:
+    """Extra command-line flags for the Daphne server of a test."""
+    return []
+
+
+@pytest.fixture
 def daphne_server(
-    transactional_db, settings, tmp_path: Path, daphne_env
+    transactional_db, settings, tmp_path: Path, daphne_env, daphne_args
 ) -> Iterator[DaphneServer]:
     """Start Daphne on the test database; its output is shown if the test fails."""
     server = DaphneServer(
@@ -183,6 +191,7 @@ def daphne_server(
         spool_dir=settings.SPOOL_DIR,
         log_path=tmp_path / "daphne.log",
         extra_env=daphne_env,
+        daphne_args=daphne_args,
     )
     try:
         yield server

@@ -335,3 +335,40 @@ async def test_events_long_after_the_socket_still_complete_the_call(daphne_serve
     assert (call.status, call.duration_seconds) == ("completed", 7)
     [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
     assert wav_data(recording) == audio
+
+
+def raw_binary_frames(audio: bytes) -> bytes:
+    """The audio as client WebSocket frames (masked with a zero key), ready to blast."""
+    header = b"\x82\xfe" + FRAME.to_bytes(2, "big") + b"\x00\x00\x00\x00"
+    return b"".join(
+        header + audio[start : start + FRAME] for start in range(0, len(audio), FRAME)
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("daphne_args", [["--application-close-timeout", "0"]])
+# Flushing every frame to the OS: a server slow enough to fall behind a burst.
+@pytest.mark.parametrize("daphne_env", [{"CALLRECORDER_SPOOL_FLUSH_SECONDS": "0"}])
+async def test_calls_still_queued_when_daphnes_close_timeout_fires_are_kept_whole(
+    daphne_server,
+):
+    """Peers that hang up while the server is behind: Daphne cancels their
+    consumers (here: at once) after they left, with frames still queued."""
+    calls = 20
+    audio = [random.Random(n).randbytes(32000 * 60) for n in range(calls)]  # 60 s
+
+    async def one(n: int) -> str:
+        async with httpx.AsyncClient() as http:
+            call_uuid, socket = await open_vonage_socket(http, daphne_server.url, n)
+            # All of it at once, faster than any server records it, then gone.
+            socket.transport.write(raw_binary_frames(audio[n]))
+            socket.transport.close()
+            return call_uuid
+
+    uuids = await asyncio.gather(*(one(n) for n in range(calls)))
+
+    for n, call_uuid in enumerate(uuids):
+        [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid, 1, 60)
+        assert wav_data(recording) == audio[n], f"call {n} incomplete"
+    # The timeout did fire: this test is about what happens then.
+    assert "finishing after the server's close timeout" in daphne_server.output()
