@@ -8,6 +8,7 @@ import secrets
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -272,7 +273,9 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         if self.spool is None:
             return
         try:
-            finished = self.spool.close()
+            # Off the event loop: syncing a long call to disk takes a while,
+            # and other calls' frames keep arriving meanwhile.
+            finished = await sync_to_async(self.spool.close, thread_sensitive=False)()
         except OSError:
             logger.exception(
                 "call %s: spool could not be closed; kept at %s for recovery",
