@@ -61,6 +61,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     active_sockets: ClassVar[int] = 0
 
     call: Call | None = None
+    call_uuid = ""
     spool: SpoolWriter | None = None
     counted = False
     refused = False

@@ -347,10 +347,5 @@ def recording_delete(
 def call_delete(*, call: Call, user: Any, ip_address: str | None) -> None:
     """Delete a call with its events and recordings, logging each recording."""
     for recording in call.recordings.select_related("call"):
-        access_log_append(
-            action=AccessLogEntry.Action.DELETE,
-            recording=recording,
-            user=user,
-            ip_address=ip_address,
-        )
+        recording_delete(recording=recording, user=user, ip_address=ip_address)
     call.delete()

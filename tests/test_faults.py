@@ -17,6 +17,7 @@ import wave
 import httpx
 import pytest
 import websockets
+from channels.db import database_sync_to_async
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 
@@ -27,6 +28,12 @@ from .conftest import ROOT, wait_for_recordings
 from .test_consumer import open_socket, pcm, recordings_of, send_frames, wav_of
 
 FRAME = 640  # 20 ms at 16 kHz
+pytestmark = pytest.mark.usefixtures("close_async_orm_connections")
+
+
+async def in_thread(function, *args):
+    """Run blocking ORM work off the loop; its connection closes after each use."""
+    return await database_sync_to_async(function, thread_sensitive=False)(*args)
 
 
 def recover(grace: float = 0) -> str:
@@ -163,9 +170,9 @@ async def test_a_storage_failure_keeps_the_spool_and_recovery_stores_it_later(
     assert "spool kept" in caplog.text
 
     with pytest.raises(CommandError, match="could not be recovered; they are kept"):
-        await asyncio.to_thread(recover)
+        await in_thread(recover)
     full_disk.undo()
-    await asyncio.to_thread(recover)
+    await in_thread(recover)
 
     [recording] = await recordings_of()
     assert recording.recovered
@@ -189,7 +196,7 @@ async def test_a_database_failure_after_storing_is_finished_by_recovery(
     stored_name = json.loads(meta.read_text())["stored"]["name"]
     monkeypatch.undo()
 
-    await asyncio.to_thread(recover)
+    await in_thread(recover)
 
     [recording] = await recordings_of()
     assert recording.file.name == stored_name
@@ -224,6 +231,11 @@ async def open_vonage_socket(http: httpx.AsyncClient, base_url: str, n: int = 1)
     return call_uuid, socket
 
 
+async def send_all(socket, audio: bytes) -> None:
+    for start in range(0, len(audio), FRAME):
+        await socket.send(audio[start : start + FRAME])
+
+
 @pytest.mark.e2e
 async def test_after_kill_9_mid_call_recovery_keeps_all_but_the_last_second(
     daphne_server, settings
@@ -240,9 +252,9 @@ async def test_after_kill_9_mid_call_recovery_keeps_all_but_the_last_second(
         daphne_server.process.send_signal(signal.SIGKILL)
         daphne_server.process.wait()
 
-    output = await asyncio.to_thread(recover)
+    output = await in_thread(recover)
 
-    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    [recording] = await in_thread(wait_for_recordings, call_uuid)
     kept = wav_data(recording)
     lost_seconds = (sent - len(kept)) / 32000
     print(
@@ -261,11 +273,10 @@ async def test_a_peer_that_vanishes_without_a_close_frame_still_gets_its_recordi
     audio = pcm(1.0, 16000, seed=12)
     async with httpx.AsyncClient() as http:
         call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
-        for start in range(0, len(audio), FRAME):
-            await socket.send(audio[start : start + FRAME])
+        await send_all(socket, audio)
         socket.transport.close()  # TCP FIN, no WebSocket close frame
 
-    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    [recording] = await in_thread(wait_for_recordings, call_uuid)
     assert wav_data(recording) == audio
     assert not recording.recovered
 
@@ -277,13 +288,12 @@ async def test_a_connection_cut_in_the_middle_of_a_frame_keeps_every_whole_frame
     audio = pcm(1.0, 16000, seed=13)
     async with httpx.AsyncClient() as http:
         call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
-        for start in range(0, len(audio), FRAME):
-            await socket.send(audio[start : start + FRAME])
+        await send_all(socket, audio)
         # A binary frame header announcing 640 masked bytes, then only 100.
         socket.transport.write(b"\x82\xfe\x02\x80" + os.urandom(4) + os.urandom(100))
         socket.transport.close()
 
-    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    [recording] = await in_thread(wait_for_recordings, call_uuid)
     assert wav_data(recording) == audio
 
 
@@ -297,15 +307,14 @@ async def test_a_burst_of_calls_closing_at_once_all_get_complete_recordings(
     async def one(n: int) -> str:
         async with httpx.AsyncClient() as http:
             call_uuid, socket = await open_vonage_socket(http, daphne_server.url, n)
-            for start in range(0, len(audio[n]), FRAME):
-                await socket.send(audio[n][start : start + FRAME])
+            await send_all(socket, audio[n])
             await socket.close()
             return call_uuid
 
     uuids = await asyncio.gather(*(one(n) for n in range(calls)))
 
     for n, call_uuid in enumerate(uuids):
-        [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid, 1, 30)
+        [recording] = await in_thread(wait_for_recordings, call_uuid, 1, 30)
         assert wav_data(recording) == audio[n]
         assert recording.frame_count == 250
 
@@ -315,10 +324,9 @@ async def test_events_long_after_the_socket_still_complete_the_call(daphne_serve
     audio = pcm(0.4, 16000, seed=14)
     async with httpx.AsyncClient() as http:
         call_uuid, socket = await open_vonage_socket(http, daphne_server.url)
-        for start in range(0, len(audio), FRAME):
-            await socket.send(audio[start : start + FRAME])
+        await send_all(socket, audio)
         await socket.close()
-        await asyncio.to_thread(wait_for_recordings, call_uuid)
+        await in_thread(wait_for_recordings, call_uuid)
         await asyncio.sleep(1)
         response = await http.post(
             f"{daphne_server.url}/webhooks/event",
@@ -333,7 +341,7 @@ async def test_events_long_after_the_socket_still_complete_the_call(daphne_serve
     assert response.status_code == 200
     call = await Call.objects.aget(uuid=call_uuid)
     assert (call.status, call.duration_seconds) == ("completed", 7)
-    [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid)
+    [recording] = await in_thread(wait_for_recordings, call_uuid)
     assert wav_data(recording) == audio
 
 
@@ -368,7 +376,7 @@ async def test_calls_still_queued_when_daphnes_close_timeout_fires_are_kept_whol
     uuids = await asyncio.gather(*(one(n) for n in range(calls)))
 
     for n, call_uuid in enumerate(uuids):
-        [recording] = await asyncio.to_thread(wait_for_recordings, call_uuid, 1, 60)
+        [recording] = await in_thread(wait_for_recordings, call_uuid, 1, 60)
         assert wav_data(recording) == audio[n], f"call {n} incomplete"
     # The timeout did fire: this test is about what happens then.
     assert "finishing after the server's close timeout" in daphne_server.output()

@@ -26,33 +26,6 @@ fuzz = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda children: (
-        st.lists(children, max_size=5)
-        | st.dictionaries(
-            st.sampled_from(
-                [
-                    "uuid",
-                    "conversation_uuid",
-                    "status",
-                    "from",
-                    "to",
-                    "timestamp",
-                    "duration",
-                    "start_time",
-                    "end_time",
-                    "call_uuid",
-                    "direction",
-                ]
-            )
-            | st.text(max_size=10),
-            children,
-            max_size=8,
-        )
-    ),
-    max_leaves=20,
-)
 FIELDS = [
     "status",
     "from",
@@ -67,6 +40,19 @@ FIELDS = [
     "endpoint_type",
     "call_uuid",
 ]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(["uuid", "conversation_uuid", *FIELDS])
+            | st.text(max_size=10),
+            children,
+            max_size=8,
+        )
+    ),
+    max_leaves=20,
+)
 vonage_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,40}", fullmatch=True)
 # Payloads that get past the ids and reach every other field's parsing.
 event_like = st.fixed_dictionaries(
