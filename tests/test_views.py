@@ -207,3 +207,20 @@ def test_media_of_an_unknown_recording_is_404(user_client):
     response = user_client.get(reverse("recordings:recording_media", args=[999]))
 
     assert response.status_code == 404
+
+
+def test_detail_shows_each_recordings_integrity(user_client, recording):
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+
+    assert recording.sha256 in page
+    assert len(recording.sha256) == 64
+    assert f"{recording.frame_count} received" in page
+    assert "Odd-byte carries" in page
+
+
+def test_the_stored_sha256_is_the_downloaded_files(user_client, recording):
+    import hashlib
+
+    downloaded = body(user_client.get(recording.get_download_url()))
+
+    assert hashlib.sha256(downloaded).hexdigest() == recording.sha256
