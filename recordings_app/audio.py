@@ -29,7 +29,9 @@ FRAME_SECONDS = 0.020  # Vonage sends one message per 20 ms
 # Frames arriving further apart than this left at least one frame's hole.
 GAP_SECONDS = 2 * FRAME_SECONDS
 WAV_HEADER_SIZE = 44  # what `wave` writes for PCM
-_WRITE_BUFFER = 64 * 1024
+# Holds at most one flush interval of audio (0.5 s at 24 kHz is 24 KB):
+# memory per call stays small.
+_WRITE_BUFFER = 32 * 1024
 _HASH_CHUNK = 1024 * 1024
 
 
