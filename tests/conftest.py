@@ -97,7 +97,7 @@ def database_url() -> str:
 
 
 class DaphneServer:
-    """A real Daphne process serving the app on a free port."""
+    """A real Daphne process serving the app on a free port (or Uvicorn, if asked)."""
 
     def __init__(
         self,
@@ -107,6 +107,7 @@ class DaphneServer:
         log_path: Path,
         extra_env: dict[str, str] | None = None,
         daphne_args: list[str] | None = None,
+        uvicorn: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -121,18 +122,14 @@ class DaphneServer:
             **(extra_env or {}),
         }
         self.log = open(log_path, "wb")  # noqa: SIM115
+        if uvicorn:  # as README's production section runs it
+            server = ["uvicorn", "--host", "127.0.0.1", "--port", str(self.port)]
+            server += ["--ws-max-size", str(1024 * 1024)]
+        else:
+            server = ["daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+            server += daphne_args or []
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                *(daphne_args or []),
-                "callrecorder.asgi:application",
-            ],
+            [sys.executable, "-m", *server, "callrecorder.asgi:application"],
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -179,6 +176,24 @@ def daphne_env() -> dict[str, str]:
 def daphne_args() -> list[str]:
     """Extra command-line flags for the Daphne server of a test."""
     return []
+
+
+@pytest.fixture
+def uvicorn_server(
+    transactional_db, settings, tmp_path: Path
+) -> Iterator[DaphneServer]:
+    """The app under Uvicorn, the ASGI server recommended for production."""
+    server = DaphneServer(
+        media_root=settings.MEDIA_ROOT,
+        spool_dir=settings.SPOOL_DIR,
+        log_path=tmp_path / "uvicorn.log",
+        uvicorn=True,
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        sys.stdout.write(f"\n--- Uvicorn output ---\n{server.output()[-5000:]}\n")
 
 
 @pytest.fixture

@@ -96,3 +96,13 @@ async def test_a_hundred_calls_answered_at_once_get_no_server_error(daphne_serve
     assert statuses == [(200, 200)] * 100, daphne_server.output()[-20000:]
     assert await Call.objects.acount() == 100
     assert "database is locked" not in daphne_server.output()
+
+
+async def test_under_uvicorn_too_a_call_is_saved_bit_exact(uvicorn_server):
+    async with httpx.AsyncClient(timeout=10) as http:
+        sent = await play_call(http, uvicorn_server.url, noise(1.0, seed=21))
+
+    [recording] = await sync_to_async(wait_for_recordings)(sent.uuid)
+    with recording.file.open("rb") as handle, wave.open(handle) as wav:
+        assert wav.readframes(wav.getnframes()) == sent.audio
+    assert recording.frame_count == 50
