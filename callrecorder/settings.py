@@ -220,6 +220,26 @@ STORAGES = {
     },
 }
 
+# Recordings in S3-compatible object storage (django-storages) when a bucket
+# is named; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+# as boto3 reads them. Objects are private: the media view checks the login,
+# then streams them or (RECORDINGS_DELIVERY=storage-url) redirects to a
+# short-lived signed URL.
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "file_overwrite": False,
+        },
+    }
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "recordings:call_list"
 LOGOUT_REDIRECT_URL = "login"
