@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -178,38 +179,37 @@ def daphne_args() -> list[str]:
     return []
 
 
-@pytest.fixture
-def uvicorn_server(
-    transactional_db, settings, tmp_path: Path
-) -> Iterator[DaphneServer]:
-    """The app under Uvicorn, the ASGI server recommended for production."""
+@contextlib.contextmanager
+def running_server(settings, tmp_path: Path, **options) -> Iterator[DaphneServer]:
+    """A server on the test's database, media and spool; prints its output after."""
     server = DaphneServer(
         media_root=settings.MEDIA_ROOT,
         spool_dir=settings.SPOOL_DIR,
-        log_path=tmp_path / "uvicorn.log",
-        uvicorn=True,
+        log_path=tmp_path / "server.log",
+        **options,
     )
     try:
         yield server
     finally:
         server.stop()
-        sys.stdout.write(f"\n--- Uvicorn output ---\n{server.output()[-5000:]}\n")
+        sys.stdout.write(f"\n--- server output ---\n{server.output()[-5000:]}\n")
+
+
+@pytest.fixture
+def uvicorn_server(
+    transactional_db, settings, tmp_path: Path
+) -> Iterator[DaphneServer]:
+    """The app under Uvicorn, the ASGI server recommended for production."""
+    with running_server(settings, tmp_path, uvicorn=True) as server:
+        yield server
 
 
 @pytest.fixture
 def daphne_server(
     transactional_db, settings, tmp_path: Path, daphne_env, daphne_args
 ) -> Iterator[DaphneServer]:
-    """Start Daphne on the test database; its output is shown if the test fails."""
-    server = DaphneServer(
-        media_root=settings.MEDIA_ROOT,
-        spool_dir=settings.SPOOL_DIR,
-        log_path=tmp_path / "daphne.log",
-        extra_env=daphne_env,
-        daphne_args=daphne_args,
-    )
-    try:
+    """The app under Daphne, with the test's extra environment and flags."""
+    with running_server(
+        settings, tmp_path, extra_env=daphne_env, daphne_args=daphne_args
+    ) as server:
         yield server
-    finally:
-        server.stop()
-        sys.stdout.write(f"\n--- Daphne output ---\n{server.output()[-5000:]}\n")

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
-from .conftest import DaphneServer, free_port, wait_for_recordings
+from .conftest import free_port, running_server, wait_for_recordings
 
 pytestmark = pytest.mark.e2e
 BUCKET = "callrecorder-test"
@@ -85,17 +85,8 @@ def s3_server(s3_endpoint, settings, monkeypatch, transactional_db, tmp_path):
             },
         },
     }
-    server = DaphneServer(
-        media_root=settings.MEDIA_ROOT,
-        spool_dir=settings.SPOOL_DIR,
-        log_path=tmp_path / "daphne.log",
-        extra_env=env,
-    )
-    try:
+    with running_server(settings, tmp_path, extra_env=env) as server:
         yield server
-    finally:
-        server.stop()
-        sys.stdout.write(f"\n--- Daphne output ---\n{server.output()[-5000:]}\n")
 
 
 def record_a_call(server) -> tuple[bytes, object]:
