@@ -31,6 +31,7 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["status", "-started_at"])]
 
     def __str__(self) -> str:
         parties = f"{self.from_number or '?'} → {self.to_number or '?'}"
@@ -43,6 +44,10 @@ class Call(models.Model):
     def recorded_seconds(self) -> float:
         """Audio kept for this call (uses prefetched recordings when there are)."""
         return sum(recording.duration_seconds for recording in self.recordings.all())
+
+    @property
+    def recorded_bytes(self) -> int:
+        return sum(recording.size_bytes for recording in self.recordings.all())
 
     @property
     def display_duration(self) -> float | None:

@@ -35,6 +35,7 @@ from django.views.decorators.http import (
 )
 
 from . import services, signatures, vonage
+from .forms import CallFilterForm
 from .http_range import RangeNotSatisfiable, parse_range
 from .models import AccessLogEntry, Call, Recording
 from .routing import AUDIO_SOCKET_PATH
@@ -178,11 +179,13 @@ def event_webhook(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def call_list(request: HttpRequest) -> HttpResponse:
-    calls = Call.objects.prefetch_related("recordings")
+    """Calls, newest first: search by number or uuid, filter by date and status."""
+    form = CallFilterForm(request.GET)
+    calls = form.filter(Call.objects.prefetch_related("recordings"))
     page = Paginator(calls, settings.CALLRECORDER_CALLS_PER_PAGE).get_page(
         request.GET.get("page")
     )
-    return render(request, "recordings/call_list.html", {"page": page})
+    return render(request, "recordings/call_list.html", {"page": page, "form": form})
 
 
 @require_GET

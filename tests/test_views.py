@@ -224,3 +224,93 @@ def test_the_stored_sha256_is_the_downloaded_files(user_client, recording):
     downloaded = body(user_client.get(recording.get_download_url()))
 
     assert hashlib.sha256(downloaded).hexdigest() == recording.sha256
+
+
+@pytest.fixture
+def three_calls():
+    now = timezone.now()
+    return [
+        make_call(1, started_at=now - timedelta(days=10), duration_seconds=30),
+        make_call(2, started_at=now - timedelta(days=2), duration_seconds=300),
+        make_call(3, started_at=now, duration_seconds=5),
+    ]
+
+
+def listed(user_client, **params) -> str:
+    return user_client.get(reverse("recordings:call_list"), params).content.decode()
+
+
+def shown(page: str) -> list[int]:
+    return [n for n in (1, 2, 3) if f"44770010000{n}" in page]
+
+
+def test_search_by_part_of_a_number(user_client, three_calls):
+    assert shown(listed(user_client, q="100002")) == [2]
+
+
+def test_search_by_the_start_of_a_call_uuid(user_client, three_calls):
+    assert shown(listed(user_client, q="AAAAAAAA-0000-0000-0000-000000000003")) == [3]
+
+
+def test_filter_by_date_range(user_client, three_calls):
+    since = (timezone.now() - timedelta(days=3)).date().isoformat()
+    until = (timezone.now() - timedelta(days=1)).date().isoformat()
+
+    page = listed(user_client, since=since, until=until)
+
+    assert shown(page) == [2]
+    assert f'value="{since}"' in page  # the form keeps what was asked
+
+
+def test_filter_by_status(user_client, three_calls):
+    Call.objects.filter(pk=three_calls[0].pk).update(status="failed")
+
+    assert shown(listed(user_client, status="failed")) == [1]
+
+
+def test_sort_longest_first(user_client, three_calls):
+    page = listed(user_client, sort="longest")
+
+    assert (
+        page.index("447700100002")
+        < page.index("447700100001")
+        < page.index("447700100003")
+    )
+
+
+def test_filters_are_kept_across_pages(user_client, settings):
+    settings.CALLRECORDER_CALLS_PER_PAGE = 2
+    for n in range(5):
+        make_call(n, started_at=timezone.now() - timedelta(minutes=n))
+
+    page = listed(user_client, q="4477001", status="completed")
+
+    assert 'href="?q=4477001&amp;status=completed&amp;page=2"' in page
+
+
+def test_a_bad_date_is_explained_and_filters_nothing(user_client, three_calls):
+    page = listed(user_client, since="yesterday")
+
+    assert "Enter a valid date." in page
+    assert shown(page) == [1, 2, 3]
+
+
+def test_from_after_to_is_explained(user_client, three_calls):
+    page = listed(user_client, since="2026-02-02", until="2026-01-01")
+
+    assert "is after the" in page
+
+
+def test_no_match_says_so(user_client, three_calls):
+    assert "No calls match." in listed(user_client, q="999999")
+
+
+def test_a_filtered_page_runs_the_same_few_queries(
+    user_client, settings, django_assert_max_num_queries
+):
+    for n in range(25):
+        record(make_call(n), b"\x00\x01" * 320, settings.SPOOL_DIR)
+
+    with django_assert_max_num_queries(5):
+        page = listed(user_client, q="4477001", status="completed", sort="caller")
+    assert page.count('class="play"') == 25
