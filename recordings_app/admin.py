@@ -23,7 +23,9 @@ class RecordingInline(admin.TabularInline):
     extra = 0
     fields = ["player", "duration", "sample_rate", "size_bytes", "started_at"]
     readonly_fields = fields
-    can_delete = True
+    # Deleting goes through the recording's own page or the bulk action,
+    # which write the access log; an inline delete would not.
+    can_delete = False
     show_change_link = True
 
     @admin.display(description="audio")

@@ -10,6 +10,7 @@ is live, so recovery never takes a spool from under a running call.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -18,7 +19,7 @@ import secrets
 import struct
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,31 @@ _HASH_CHUNK = 1024 * 1024
 
 class SpoolInUse(Exception):
     """A live call still writes this spool."""
+
+
+class SpoolGone(Exception):
+    """Another process finished this spool a moment ago."""
+
+
+@contextlib.contextmanager
+def finishing_lock(meta_path: Path) -> Iterator[None]:
+    """Only one process at a time turns a spool into a recording.
+
+    Held on the metadata file while a spool is stored: a recovery run never
+    races the socket that is finishing it, nor another recovery run.
+    """
+    try:
+        handle = open(meta_path)  # noqa: SIM115
+    except FileNotFoundError:
+        raise SpoolGone(meta_path.name) from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpoolInUse(meta_path.name) from None
+        if not meta_path.exists():  # finished between our open and our lock
+            raise SpoolGone(meta_path.name)
+        yield
 
 
 class BrokenSpool(Exception):

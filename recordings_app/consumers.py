@@ -65,6 +65,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     spool: SpoolWriter | None = None
     counted = False
     refused = False
+    finishing: asyncio.Future | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         """Take the socket's messages one by one, in order.
@@ -86,6 +87,10 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             # (10 s) after its peer left, frames it had queued and all: write
             # those out and finish the recording before letting go.
             await asyncio.shield(self.drain(receive))
+            raise
+        except Exception:
+            # Whatever broke, settle the socket count and keep the audio.
+            await self.disconnect(code=1011)
             raise
 
     async def drain(self, receive) -> None:
@@ -160,12 +165,15 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             raise SocketRefused(CLOSE_UNAUTHORIZED, str(error)) from None
         if token_uuid != self.call_uuid:
             raise SocketRefused(CLOSE_WRONG_CALL, "the token was made for another call")
-        keys = [f"socket:{token}"]
+        # Each one-time token is remembered as long as it could pass its age
+        # check. A Vonage JWT shares its key with the webhooks': one token,
+        # one use, wherever it is presented.
+        uses = [(f"socket:{token}", settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE)]
         if settings.VONAGE_SIGNATURE_SECRET:
-            keys.append(f"socket-jwt:{claims['jti']}")
-        for key in keys:
+            uses.append((f"jwt:{claims['jti']}", settings.VONAGE_SIGNATURE_MAX_AGE))
+        for key, max_age in uses:
             if not await database_sync_to_async(services.token_use)(
-                key=key, valid_for=settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE + 60
+                key=key, valid_for=max_age + signatures.CLOCK_SKEW_SECONDS
             ):
                 raise SocketRefused(CLOSE_TOKEN_REUSED, "the token was used before")
 
@@ -259,15 +267,27 @@ class RecordingConsumer(AsyncWebsocketConsumer):
 
     async def store_event(self, event: str, payload: dict[str, Any]) -> None:
         # Two identical DTMF presses are two events: the position on the
-        # socket tells them apart.
-        await database_sync_to_async(services.socket_event_record)(
-            call=self.call,
-            event=event,
-            payload=payload,
-            fingerprint=f"socket:{self.socket_id}:{self.message_count}",
-        )
+        # socket tells them apart. A database error costs the event, never
+        # the call: the audio goes on.
+        try:
+            await database_sync_to_async(services.socket_event_record)(
+                call=self.call,
+                event=event,
+                payload=payload,
+                fingerprint=f"socket:{self.socket_id}:{self.message_count}",
+            )
+        except Exception:
+            logger.exception("call %s: %s event not stored", self.call_uuid, event)
 
     async def disconnect(self, code: int) -> None:
+        # Finished once, in a task of its own: if Daphne cancels the consumer
+        # half-way, drain() waits for the same work instead of repeating it.
+        if self.finishing is None:
+            self.finishing = asyncio.ensure_future(self.finish(code))
+        await asyncio.shield(self.finishing)
+
+    async def finish(self, code: int) -> None:
+        """Close the spool and store the recording; never raises."""
         if self.counted:
             RecordingConsumer.active_sockets -= 1
             self.counted = False
@@ -277,7 +297,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             # Off the event loop: syncing a long call to disk takes a while,
             # and other calls' frames keep arriving meanwhile.
             finished = await sync_to_async(self.spool.close, thread_sensitive=False)()
-        except OSError:
+        except Exception:
             logger.exception(
                 "call %s: spool could not be closed; kept at %s for recovery",
                 self.call_uuid,
@@ -308,7 +328,11 @@ class RecordingConsumer(AsyncWebsocketConsumer):
 
     async def publish(self, event_type: str) -> None:
         """Tell live pages (via the channel layer) that a call started or ended."""
-        if self.channel_layer is not None:
+        if self.channel_layer is None:
+            return
+        try:
             await self.channel_layer.group_send(
                 CALLS_GROUP, {"type": event_type, "call_id": self.call.pk}
             )
+        except Exception:  # Redis down: live pages miss it, the call goes on
+            logger.exception("call %s: %s not published", self.call_uuid, event_type)

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .audio import FinishedSpool, read_meta, recover_spool
+from .audio import FinishedSpool, finishing_lock, read_meta, recover_spool
 from .models import GENESIS_HASH, AccessLogEntry, Call, CallEvent, Recording, UsedToken
 from .vonage import FINAL_STATUSES, STATUS_RANK, AnswerRequest, CallEventData
 
@@ -161,6 +161,11 @@ def recording_finalize(*, call: Call, spool: FinishedSpool) -> Recording | None:
     saved. If the row fails after the file has moved, the metadata left in
     the spool folder says where the file went, and recovery finishes the job.
     """
+    with finishing_lock(spool.meta_path):
+        return _store_spool(call=call, spool=spool)
+
+
+def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
     if spool.sample_count == 0:
         spool.discard()
         return None
@@ -226,6 +231,11 @@ def recording_recover(*, meta_path: Path) -> Recording | None:
     Raises SpoolInUse for a live call's spool, BrokenSpool for one that
     cannot be read; either way the spool stays where it is.
     """
+    with finishing_lock(meta_path):
+        return _recover(meta_path)
+
+
+def _recover(meta_path: Path) -> Recording | None:
     meta = read_meta(meta_path)
     call = call_for_socket(
         call_uuid=meta.get("call_uuid", ""),
@@ -245,7 +255,7 @@ def recording_recover(*, meta_path: Path) -> Recording | None:
         meta_path.unlink()
         meta_path.with_suffix(".wav").unlink(missing_ok=True)
         return recording
-    return recording_finalize(call=call, spool=recover_spool(meta_path))
+    return _store_spool(call=call, spool=recover_spool(meta_path))
 
 
 def token_use(*, key: str, valid_for: float) -> bool:

@@ -12,8 +12,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.core.validators import validate_ipv46_address
 from django.db import transaction
 from django.http import (
     HttpRequest,
@@ -26,6 +27,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
+from django.utils.ipv6 import clean_ipv6_address
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import (
     require_GET,
@@ -49,12 +51,27 @@ class BadWebhookBody(ValueError):
     pass
 
 
+def _clean_ip(value: str) -> str | None:
+    """An IP address exactly as the access log stores it, or None if it is not one."""
+    try:
+        validate_ipv46_address(value)
+    except ValidationError:
+        return None
+    return clean_ipv6_address(value) if ":" in value else value
+
+
 def client_ip(request: HttpRequest) -> str | None:
-    """The address a request came from; behind our proxy, the one it saw."""
+    """The address a request came from; behind our proxy, the one it saw.
+
+    The last X-Forwarded-For entry is the one our own proxy added; anything
+    that is not a plain IP address there is ignored.
+    """
     forwarded = request.headers.get("X-Forwarded-For", "")
     if settings.TRUST_PROXY_HEADERS and forwarded:
-        return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+        address = _clean_ip(forwarded.split(",")[-1].strip())
+        if address:
+            return address
+    return _clean_ip(request.META.get("REMOTE_ADDR") or "")
 
 
 def _unauthorized(reason: str) -> HttpResponse:
@@ -99,7 +116,7 @@ def vonage_webhook(view: Callable[[HttpRequest], HttpResponse]):
                 return _unauthorized(str(error))
         with transaction.atomic():
             if claims and not services.token_use(
-                key=f"webhook:{claims['jti']}",
+                key=f"jwt:{claims['jti']}",
                 valid_for=settings.VONAGE_SIGNATURE_MAX_AGE
                 + signatures.CLOCK_SKEW_SECONDS,
             ):

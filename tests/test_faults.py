@@ -380,3 +380,24 @@ async def test_calls_still_queued_when_daphnes_close_timeout_fires_are_kept_whol
         assert wav_data(recording) == audio[n], f"call {n} incomplete"
     # The timeout did fire: this test is about what happens then.
     assert "finishing after the server's close timeout" in daphne_server.output()
+
+
+@pytest.mark.django_db
+def test_recovery_skips_a_spool_another_process_is_finishing(settings):
+    crashed_writer(settings.SPOOL_DIR, pcm(0.2, 16000))
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    script = f"""
+import fcntl, sys, time
+handle = open({str(meta)!r})
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(30)
+"""
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        assert "0 recording(s) recovered." in recover()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "1 recording(s) recovered." in recover()

@@ -493,3 +493,95 @@ def test_admin_bulk_delete_logs_each_recording(admin_client, settings):
     assert sorted(logged.values_list("recording_id", flat=True)) == sorted(
         r.pk for r in recordings
     )
+
+
+# --- found in review ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "forwarded", ["203.0.113.7:51234", "unknown", "<script>", "1.2.3.4, not-an-ip"]
+)
+def test_a_forwarded_for_that_is_not_an_ip_falls_back_to_the_peer(
+    user_client, recording, forwarded
+):
+    response = user_client.get(
+        recording.get_absolute_url(), headers={"X-Forwarded-For": forwarded}
+    )
+
+    assert response.status_code == 200
+    assert AccessLogEntry.objects.get().ip_address == "127.0.0.1"
+
+
+def test_an_ipv6_address_in_any_spelling_keeps_the_chain_verifiable(
+    user_client, recording
+):
+    body_of(
+        user_client.get(
+            recording.get_absolute_url(), headers={"X-Forwarded-For": "2001:DB8:0:0::1"}
+        )
+    )
+
+    assert AccessLogEntry.objects.get().ip_address == "2001:db8::1"
+    assert "Access log intact: 1 entries" in verify()
+
+
+def test_the_call_page_in_the_admin_offers_no_unlogged_inline_delete(
+    admin_client, recording
+):
+    page = admin_client.get(
+        reverse("admin:recordings_app_call_change", args=[recording.call_id])
+    ).content.decode()
+
+    assert "recordings-0-DELETE" not in page
+
+
+@socket_tests
+async def test_a_webhooks_jwt_cannot_open_the_socket_again(settings):
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    token = vonage_jwt(SECRET, sha256(b""))
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    first = await open_socket(1, headers=headers)
+    await first.disconnect()
+
+    second = await open_socket(2, headers=headers)
+
+    assert await closed_with(second) == 4409
+
+
+@socket_tests
+async def test_a_database_error_on_a_key_press_costs_the_event_not_the_call(
+    monkeypatch,
+):
+    from recordings_app import services
+
+    def database_down(**kwargs):
+        raise RuntimeError("database is locked")
+
+    audio = pcm(0.4, 16000)
+    communicator = await open_socket()
+    await send_frames(communicator, audio[:6400], 640)
+    monkeypatch.setattr(services, "socket_event_record", database_down)
+    await communicator.send_to(text_data='{"event":"websocket:dtmf","digit":"1"}')
+    await send_frames(communicator, audio[6400:], 640)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording)[1] == audio
+    assert RecordingConsumer.active_sockets == 0
+
+
+@socket_tests
+async def test_a_channel_layer_outage_does_not_stop_the_recording(monkeypatch):
+    from channels.layers import InMemoryChannelLayer
+
+    async def redis_down(self, group, message):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(InMemoryChannelLayer, "group_send", redis_down)
+    audio = pcm(0.4, 16000)
+    communicator = await open_socket()
+    await send_frames(communicator, audio, 640)
+    await communicator.disconnect()
+
+    [recording] = await recordings_of()
+    assert wav_of(recording)[1] == audio

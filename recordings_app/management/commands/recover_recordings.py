@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recordings_app import services
-from recordings_app.audio import BrokenSpool, SpoolInUse, orphaned_spools
+from recordings_app.audio import BrokenSpool, SpoolGone, SpoolInUse, orphaned_spools
 
 logger = logging.getLogger("recordings_app.recovery")
 
@@ -37,8 +37,8 @@ class Command(BaseCommand):
         for meta_path in orphaned_spools(settings.SPOOL_DIR, grace_seconds=grace):
             try:
                 recording = services.recording_recover(meta_path=meta_path)
-            except SpoolInUse:
-                continue  # a live call
+            except (SpoolInUse, SpoolGone):
+                continue  # a live call, or another run just finished it
             except BrokenSpool as error:
                 failures += 1
                 self.stderr.write(f"cannot recover {meta_path.name}: {error}")
