@@ -290,13 +290,19 @@ async def _serve_recording(
         return HttpResponse(
             "No such recording.\n", status=404, content_type="text/plain"
         )
-    await sync_to_async(services.recording_play_log)(
-        recording=recording,
-        user=await request.auser(),
-        ip_address=client_ip(request),
-        action=action,
-        window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
-    )
+    size = recording.size_bytes
+    try:
+        byte_range = parse_range(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
+    if request.method == "GET":  # a HEAD or a refused range hands out no audio
+        await sync_to_async(services.recording_play_log)(
+            recording=recording,
+            user=await request.auser(),
+            ip_address=client_ip(request),
+            action=action,
+            window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
+        )
     disposition = content_disposition_header(
         action == AccessLogEntry.Action.DOWNLOAD,
         f"call-{recording.call_id}-{recording.pk}.wav",
@@ -304,18 +310,11 @@ async def _serve_recording(
     handoff = await sync_to_async(_handoff)(recording, disposition)
     if handoff is not None:
         return handoff
-    size = recording.size_bytes
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": "private",
         "Content-Disposition": disposition,
     }
-    try:
-        byte_range = parse_range(request.headers.get("Range"), size)
-    except RangeNotSatisfiable:
-        return HttpResponse(
-            status=416, headers={**headers, "Content-Range": f"bytes */{size}"}
-        )
     start, end = byte_range or (0, size - 1)
     headers["Content-Length"] = str(end - start + 1)
     status = 200

@@ -585,3 +585,13 @@ async def test_a_channel_layer_outage_does_not_stop_the_recording(monkeypatch):
 
     [recording] = await recordings_of()
     assert wav_of(recording)[1] == audio
+
+
+def test_a_head_or_refused_range_is_not_logged_as_a_play(user_client, recording):
+    user_client.head(recording.get_absolute_url())
+    refused = user_client.get(
+        recording.get_absolute_url(), headers={"Range": "bytes=999999-"}
+    )
+
+    assert refused.status_code == 416
+    assert not AccessLogEntry.objects.exists()
