@@ -28,6 +28,11 @@ class Call(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    legal_hold = models.BooleanField(
+        default=False, help_text="Kept whatever the retention: no purge deletes it."
+    )
+    legal_hold_by = models.CharField(max_length=150, blank=True)
+    legal_hold_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -63,6 +68,7 @@ class CallEvent(models.Model):
     class Source(models.TextChoices):
         WEBHOOK = "webhook", "event webhook"
         SOCKET = "socket", "audio socket"
+        STAFF = "staff", "staff action"
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
     source = models.CharField(max_length=10, choices=Source.choices)
@@ -130,6 +136,17 @@ class Recording(models.Model):
     recovered = models.BooleanField(
         default=False, help_text="Rebuilt from the spool after a crash or a failure."
     )
+    peaks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Waveform: the loudest sample of each slice, 0-1000 of full scale.",
+    )
+    paused_seconds = models.FloatField(
+        default=0, help_text="Audio replaced by silence while recording was paused."
+    )
+    ended_paused = models.BooleanField(
+        default=False, help_text="The call ended while recording was paused."
+    )
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -156,6 +173,31 @@ class Recording(models.Model):
         if not self.expected_frame_count:
             return None
         return min(self.frame_count / self.expected_frame_count, 1.0)
+
+
+class LiveSocket(models.Model):
+    """An audio socket recording right now, in whichever server process holds it.
+
+    The live dashboard lists these when a page loads; the channel name lets
+    any process send the recording consumer a control message (pause,
+    listen-in). The row goes when the recording is finished or recovered.
+    """
+
+    call = models.ForeignKey(
+        Call, on_delete=models.CASCADE, related_name="live_sockets"
+    )
+    channel_name = models.CharField(max_length=200, unique=True)
+    spool_name = models.CharField(max_length=200, db_index=True)
+    sample_rate = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    paused = models.BooleanField(default=False)
+    paused_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"live socket of call {self.call_id}"
 
 
 class UsedToken(models.Model):
