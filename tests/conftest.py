@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -213,3 +214,35 @@ def daphne_server(
         settings, tmp_path, extra_env=daphne_env, daphne_args=daphne_args
     ) as server:
         yield server
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+]
+
+
+def require(path_or_command: str) -> None:
+    """Skip when a tool is missing, except under CI, where it is a failure."""
+    if shutil.which(path_or_command):
+        return
+    message = f"{path_or_command} is not installed (make test installs it as root)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser():
+    require(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+        )
+        yield browser
+        browser.close()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from functools import partial
 from pathlib import Path
 
@@ -13,43 +11,13 @@ import pytest
 
 from recordings_app.simulator import CallPlan, load_wav, play_call, speak
 
-from .conftest import ROOT, wait_for_recordings
+from .conftest import ROOT, require, wait_for_recordings
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 HAVE_METADATA = 1
 USER_PASSWORD = "pw-listener-1"  # the `user` fixture's
-
-
-def require(path_or_command: str) -> None:
-    """Skip when a tool is missing, except under CI, where it is a failure."""
-    if shutil.which(path_or_command):
-        return
-    message = f"{path_or_command} is not installed (make test installs it as root)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def browser():
-    require(CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_FLAGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
