@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import secrets
 import struct
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 SAMPLE_WIDTH = 2  # 16-bit signed little-endian PCM
 CHANNELS = 1
@@ -98,6 +101,8 @@ class FinishedSpool:
     odd_byte_carries: int  # frames that ended mid-sample and were joined to the next
     trailing_byte_dropped: bool  # the call ended with half a sample
     ended_at: datetime
+    paused_samples: int = 0  # replaced by silence while recording was paused
+    ended_paused: bool = False  # the call ended while recording was paused
     expected_frame_count: int = 0  # from the socket's wall-clock length
     gap_count: int = 0  # pauses between frames longer than one frame
     longest_gap_ms: int = 0
@@ -185,10 +190,18 @@ class SpoolWriter:
         self.frame_count = 0
         self.bytes_received = 0
         self.odd_byte_carries = 0
+        # While paused (card details, say) audio is replaced by silence of
+        # the same length: nothing sensitive is kept, the timeline stays true.
+        self.paused = False
+        self.paused_samples = 0
 
     @property
     def sample_rate(self) -> int:
         return self.meta.sample_rate
+
+    @property
+    def seconds(self) -> float:
+        return self.sample_count / self.meta.sample_rate
 
     def write(self, frame: bytes) -> None:
         """Append one binary frame; an odd trailing byte waits for the next frame."""
@@ -201,6 +214,9 @@ class SpoolWriter:
             self._carry = frame[-1:]
             frame = frame[:-1]
             self.odd_byte_carries += 1
+        if self.paused:
+            frame = bytes(len(frame))
+            self.paused_samples += len(frame) // SAMPLE_WIDTH
         self._wav.writeframesraw(frame)
         self.sample_count += len(frame) // SAMPLE_WIDTH
         now = self._clock()
@@ -234,11 +250,28 @@ class SpoolWriter:
             odd_byte_carries=self.odd_byte_carries,
             trailing_byte_dropped=bool(self._carry),
             ended_at=datetime.now(UTC),
+            paused_samples=self.paused_samples,
+            ended_paused=self.paused,
             expected_frame_count=round(elapsed / FRAME_SECONDS),
             gap_count=self.gap_count,
             longest_gap_ms=round(self.longest_gap * 1000),
         )
         return self._closed
+
+
+def frame_level(frame: bytes) -> float:
+    """How loud a frame is, 0 (silence, or -60 dBFS) to 1 (full scale), for a meter.
+
+    Called a few times a second per call for the live dashboard, never per frame.
+    """
+    samples = np.frombuffer(frame[: len(frame) & ~1], dtype="<i2")
+    if not samples.size:
+        return 0.0
+    peak = int(np.abs(samples.astype(np.int32)).max())
+    if peak == 0:
+        return 0.0
+    decibels = 20 * math.log10(peak / 32768)
+    return round(max(0.0, 1 + decibels / 60), 3)
 
 
 def orphaned_spools(spool_dir: Path, *, grace_seconds: float) -> list[Path]:

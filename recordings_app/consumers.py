@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import secrets
+import time
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+)
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import services, signatures
+from . import live, services, signatures
 from .audio import SpoolWriter
+from .live import CALLS_GROUP, CLOSE_FORBIDDEN, CLOSE_NOT_LIVE
 from .models import Call
 from .vonage import (
     CLOSE_BAD_REQUEST,
@@ -36,8 +43,6 @@ from .vonage import (
 )
 
 logger = logging.getLogger(__name__)
-
-CALLS_GROUP = "calls"
 
 
 class SocketRefused(Exception):
@@ -66,6 +71,12 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     counted = False
     refused = False
     finishing: asyncio.Future | None = None
+    # Live: reachable on the channel layer by any process while recording.
+    live_socket_id: int | None = None
+    control_task: asyncio.Task | None = None
+    last_frame = b""
+    listeners: dict[str, float]  # listen-in channel -> monotonic expiry
+    listen_buffer: bytearray
 
     async def __call__(self, scope, receive, send) -> None:
         """Take the socket's messages one by one, in order.
@@ -118,6 +129,8 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def connect(self) -> None:
+        self.listeners = {}
+        self.listen_buffer = bytearray()
         self.socket_id = secrets.token_hex(8)
         self.message_count = 0
         self.max_frame_bytes = settings.CALLRECORDER_MAX_FRAME_BYTES
@@ -240,8 +253,9 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             flush_seconds=settings.CALLRECORDER_SPOOL_FLUSH_SECONDS,
         )
         self.max_samples = sample_rate * settings.CALLRECORDER_MAX_CALL_SECONDS
+        self.listen_chunk_bytes = int(sample_rate * live.LISTEN_CHUNK_SECONDS) * 2
         await self.store_event("websocket:connected", connected)
-        await self.publish("call.started")
+        await self.go_live()
 
     async def receive_audio(self, frame: bytes) -> None:
         if self.refused:
@@ -259,6 +273,11 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             except OSError as error:  # disk full, I/O error: keep what is on disk
                 await self.refuse(CLOSE_STORAGE_FAILED, f"spool write failed: {error}")
                 return
+            self.last_frame = frame
+            if self.listeners:
+                self.listen_buffer += bytes(len(frame)) if self.paused else frame
+                if len(self.listen_buffer) >= self.listen_chunk_bytes:
+                    await self.send_to_listeners()
             if self.spool.sample_count >= self.max_samples:
                 await self.refuse(
                     CLOSE_CALL_TOO_LONG,
@@ -294,6 +313,12 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         if self.spool is None:
             return
         try:
+            await self.store_recording(code)
+        finally:
+            await self.leave_live()
+
+    async def store_recording(self, code: int) -> None:
+        try:
             # Off the event loop: syncing a long call to disk takes a while,
             # and other calls' frames keep arriving meanwhile.
             finished = await sync_to_async(self.spool.close, thread_sensitive=False)()
@@ -304,6 +329,12 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 self.spool.path,
             )
             return
+        if finished.ended_paused:
+            await self.run_quietly(
+                services.recording_ended_paused_record,
+                call=self.call,
+                at_seconds=finished.duration_seconds,
+            )
         try:
             recording = await database_sync_to_async(services.recording_finalize)(
                 call=self.call, spool=finished
@@ -324,15 +355,244 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             finished.duration_seconds,
             "" if recording else ", no audio",
         )
+
+    # --- live: dashboard, pause, listen-in ------------------------------
+
+    @property
+    def call_id(self) -> int:
+        return self.call.pk
+
+    @property
+    def paused(self) -> bool:
+        return self.spool is not None and self.spool.paused
+
+    async def go_live(self) -> None:
+        """Show the call on dashboards and take pause and listen-in requests.
+
+        Best effort: if the channel layer or the database fails here, the
+        call is recorded all the same, only not shown live.
+        """
+        if self.channel_layer is None:
+            return
+        try:
+            self.channel_name = await self.channel_layer.new_channel()
+            live_socket = await database_sync_to_async(services.live_socket_open)(
+                call=self.call,
+                channel_name=self.channel_name,
+                spool_name=self.spool.path.name,
+                sample_rate=self.spool.sample_rate,
+            )
+        except Exception:
+            logger.exception("call %s: not shown live", self.call_uuid)
+            return
+        self.live_socket_id = live_socket.pk
+        self.control_task = asyncio.ensure_future(self.take_control_messages())
+        live.monitor().add(self)
+        await self.publish(
+            "call.started",
+            call=live.call_summary(self.call, live_since=live_socket.started_at),
+        )
+
+    async def leave_live(self) -> None:
+        if self.live_socket_id is None:
+            return
+        live.monitor().discard(self)
+        if self.control_task is not None:
+            self.control_task.cancel()
+        if self.listeners and self.listen_buffer:
+            await self.send_to_listeners()  # the last fraction of a second
+        for channel in list(self.listeners):
+            with contextlib.suppress(Exception):
+                await self.channel_layer.send(channel, {"type": "listen.ended"})
+        self.listeners.clear()
+        await self.run_quietly(
+            services.live_socket_close, live_socket_id=self.live_socket_id
+        )
+        self.live_socket_id = None
         await self.publish("call.ended")
 
-    async def publish(self, event_type: str) -> None:
-        """Tell live pages (via the channel layer) that a call started or ended."""
+    async def take_control_messages(self) -> None:
+        """Pause, resume and listen-in requests, from any process; not per frame."""
+        handlers = {
+            "recording.pause": self.on_pause,
+            "listen.renew": self.on_listen_renew,
+        }
+        while True:
+            try:
+                message = await self.channel_layer.receive(self.channel_name)
+                handler = handlers.get(message.get("type"))
+                if handler is not None:
+                    await handler(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("call %s: control message failed", self.call_uuid)
+                await asyncio.sleep(1)
+
+    async def on_pause(self, message: dict[str, Any]) -> None:
+        """Pause or resume, then put it on the timeline and answer who asked."""
+        paused = bool(message.get("paused"))
+        by = str(message.get("by", ""))[:150]
+        changed = self.spool is not None and self.spool.paused != paused
+        if changed:
+            self.spool.paused = paused
+            await self.run_quietly(
+                services.recording_pause_record,
+                live_socket_id=self.live_socket_id,
+                paused=paused,
+                by=by,
+                at_seconds=self.spool.seconds,
+            )
+            await self.publish("call.paused", paused=paused, by=by)
+        if reply_to := message.get("reply_to"):
+            await self.channel_layer.send(
+                reply_to, {"type": "pause.done", "paused": self.paused}
+            )
+
+    async def on_listen_renew(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        if isinstance(channel, str) and channel:
+            if not self.listeners:
+                self.listen_buffer.clear()
+            self.listeners[channel] = time.monotonic() + live.LISTEN_SECONDS
+
+    async def send_to_listeners(self) -> None:
+        """A chunk of audio to each staff member listening in (every 200 ms)."""
+        chunk, self.listen_buffer = bytes(self.listen_buffer), bytearray()
+        now = time.monotonic()
+        for channel, until in list(self.listeners.items()):
+            if until < now:
+                del self.listeners[channel]
+                continue
+            try:
+                await self.channel_layer.send(
+                    channel, {"type": "listen.audio", "audio": chunk}
+                )
+            except Exception:  # a full or lost channel: that listener is gone
+                del self.listeners[channel]
+
+    async def run_quietly(self, function, **kwargs) -> Any:
+        """A database write the call must survive without (it is logged)."""
+        try:
+            return await database_sync_to_async(function)(**kwargs)
+        except Exception:
+            logger.exception("call %s: %s failed", self.call_uuid, function.__name__)
+            return None
+
+    async def publish(self, event_type: str, **fields: Any) -> None:
+        """Tell live pages (via the channel layer) what happened to this call."""
         if self.channel_layer is None:
             return
         try:
             await self.channel_layer.group_send(
-                CALLS_GROUP, {"type": event_type, "call_id": self.call.pk}
+                CALLS_GROUP, {"type": event_type, "call_id": self.call.pk, **fields}
             )
         except Exception:  # Redis down: live pages miss it, the call goes on
             logger.exception("call %s: %s not published", self.call_uuid, event_type)
+
+
+async def accept_and_close(consumer: AsyncWebsocketConsumer, code: int) -> None:
+    """Close with a code the browser can read: closing before accepting
+    would only reject the handshake (every client sees 1006)."""
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
+class CallsConsumer(AsyncJsonWebsocketConsumer):
+    """A signed-in page's live view: calls starting, their levels, pauses, ends.
+
+    While one is open, recording processes send audio levels (see live.py);
+    the page renews that wish every few seconds.
+    """
+
+    renew_task: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await accept_and_close(self, CLOSE_UNAUTHORIZED)
+            return
+        await self.channel_layer.group_add(CALLS_GROUP, self.channel_name)
+        await self.accept()
+        self.renew_task = asyncio.ensure_future(self.keep_watching())
+
+    async def keep_watching(self) -> None:
+        while True:
+            try:
+                await live.watch_renew(self.channel_layer)
+            except Exception:
+                logger.warning("dashboard could not renew its watch", exc_info=True)
+            await asyncio.sleep(live.WATCH_RENEW_SECONDS)
+
+    async def disconnect(self, code: int) -> None:
+        if self.renew_task is not None:
+            self.renew_task.cancel()
+        await self.channel_layer.group_discard(CALLS_GROUP, self.channel_name)
+
+    async def call_started(self, event: dict[str, Any]) -> None:
+        await self.send_json({"event": "started", "call": event["call"]})
+
+    async def call_ended(self, event: dict[str, Any]) -> None:
+        await self.send_json({"event": "ended", "call_id": event["call_id"]})
+
+    async def call_paused(self, event: dict[str, Any]) -> None:
+        await self.send_json(
+            {
+                "event": "paused",
+                "call_id": event["call_id"],
+                "paused": event["paused"],
+                "by": event["by"],
+            }
+        )
+
+    async def calls_levels(self, event: dict[str, Any]) -> None:
+        await self.send_json({"event": "levels", "levels": event["levels"]})
+
+
+class ListenConsumer(AsyncWebsocketConsumer):
+    """Staff hear a call in progress: its audio, a fraction of a second late.
+
+    Sends one JSON text message with the sample rate, then binary chunks of
+    16-bit PCM (silence while the recording is paused), then
+    {"event": "ended"} and a normal close when the call ends.
+    """
+
+    renew_task: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await accept_and_close(self, CLOSE_UNAUTHORIZED)
+            return
+        if not user.is_staff:
+            await accept_and_close(self, CLOSE_FORBIDDEN)
+            return
+        call_id = self.scope["url_route"]["kwargs"]["call_id"]
+        live_socket = await services.live_socket_for_call(call_id=call_id)
+        if live_socket is None:
+            await accept_and_close(self, CLOSE_NOT_LIVE)
+            return
+        self.recorder = live_socket.channel_name
+        await self.accept()
+        await self.send(text_data=json.dumps({"sample_rate": live_socket.sample_rate}))
+        self.renew_task = asyncio.ensure_future(self.keep_listening())
+
+    async def keep_listening(self) -> None:
+        while True:
+            try:
+                renew = {"type": "listen.renew", "channel": self.channel_name}
+                await self.channel_layer.send(self.recorder, renew)
+            except Exception:
+                logger.warning("listen-in could not renew", exc_info=True)
+            await asyncio.sleep(live.LISTEN_RENEW_SECONDS)
+
+    async def disconnect(self, code: int) -> None:
+        if self.renew_task is not None:
+            self.renew_task.cancel()
+
+    async def listen_audio(self, event: dict[str, Any]) -> None:
+        await self.send(bytes_data=event["audio"])
+
+    async def listen_ended(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"event": "ended"}))
+        await self.close()

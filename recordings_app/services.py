@@ -15,7 +15,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .audio import FinishedSpool, finishing_lock, read_meta, recover_spool
-from .models import GENESIS_HASH, AccessLogEntry, Call, CallEvent, Recording, UsedToken
+from .models import (
+    GENESIS_HASH,
+    AccessLogEntry,
+    Call,
+    CallEvent,
+    LiveSocket,
+    Recording,
+    UsedToken,
+)
 from .vonage import FINAL_STATUSES, STATUS_RANK, AnswerRequest, CallEventData
 
 logger = logging.getLogger(__name__)
@@ -142,6 +150,66 @@ def socket_event_record(
     return call_event
 
 
+def live_socket_open(
+    *, call: Call, channel_name: str, spool_name: str, sample_rate: int
+) -> LiveSocket:
+    """Mark a call live: the dashboard lists it, staff can pause or listen in."""
+    return LiveSocket.objects.create(
+        call=call,
+        channel_name=channel_name,
+        spool_name=spool_name,
+        sample_rate=sample_rate,
+    )
+
+
+async def live_socket_for_call(*, call_id: int) -> LiveSocket | None:
+    """The newest socket recording this call now, if any."""
+    return await LiveSocket.objects.filter(call_id=call_id).order_by("-id").afirst()
+
+
+def live_socket_close(*, live_socket_id: int) -> None:
+    LiveSocket.objects.filter(pk=live_socket_id).delete()
+
+
+@transaction.atomic
+def recording_pause_record(
+    *, live_socket_id: int, paused: bool, by: str, at_seconds: float
+) -> CallEvent | None:
+    """Put a pause or a resume on the call's timeline, with who did it and when.
+
+    Called by the recording socket once it has actually paused or resumed,
+    so the timeline never claims a pause that did not happen.
+    """
+    live = LiveSocket.objects.select_for_update().filter(pk=live_socket_id).first()
+    if live is None:
+        return None
+    live.paused = paused
+    live.paused_by = by if paused else ""
+    live.save(update_fields=["paused", "paused_by"])
+    now = timezone.now()
+    return CallEvent.objects.create(
+        call_id=live.call_id,
+        source=CallEvent.Source.STAFF,
+        status="recording:paused" if paused else "recording:resumed",
+        timestamp=now,
+        payload={"by": by, "at_seconds": round(at_seconds, 2)},
+        fingerprint=f"staff:{live.pk}:{now.isoformat()}:{paused}",
+    )
+
+
+def recording_ended_paused_record(*, call: Call, at_seconds: float) -> CallEvent:
+    """A call that ended while paused says so on its timeline."""
+    now = timezone.now()
+    return CallEvent.objects.create(
+        call=call,
+        source=CallEvent.Source.STAFF,
+        status="recording:ended-paused",
+        timestamp=now,
+        payload={"at_seconds": round(at_seconds, 2)},
+        fingerprint=f"ended-paused:{now.isoformat()}",
+    )
+
+
 class SpoolFile(File):
     """A finished spool handed to storage.
 
@@ -179,6 +247,8 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
         longest_gap_ms=spool.longest_gap_ms,
         size_bytes=spool.size_bytes,
         odd_byte_carries=spool.odd_byte_carries,
+        paused_seconds=spool.paused_samples / spool.meta.sample_rate,
+        ended_paused=spool.ended_paused,
         sha256=spool.sha256(),
         recovered=spool.recovered,
         started_at=spool.meta.started_at,
@@ -209,6 +279,8 @@ _STORED_FIELDS = [
     "longest_gap_ms",
     "size_bytes",
     "odd_byte_carries",
+    "paused_seconds",
+    "ended_paused",
     "sha256",
     "recovered",
 ]
@@ -237,6 +309,8 @@ def recording_recover(*, meta_path: Path) -> Recording | None:
 
 def _recover(meta_path: Path) -> Recording | None:
     meta = read_meta(meta_path)
+    # Its writer is gone: the call is no longer live, whatever the row says.
+    LiveSocket.objects.filter(spool_name=meta_path.with_suffix(".wav").name).delete()
     call = call_for_socket(
         call_uuid=meta.get("call_uuid", ""),
         conversation_uuid=meta.get("conversation_uuid", ""),

@@ -7,6 +7,8 @@ app_name = "recordings"
 urlpatterns = [
     path("", views.call_list, name="call_list"),
     path("calls/<int:pk>/", views.call_detail, name="call_detail"),
+    path("calls/<int:pk>/row", views.call_row, name="call_row"),
+    path("calls/<int:pk>/pause", views.call_pause, name="call_pause"),
     path("calls/uuid/<str:uuid>/", views.call_by_uuid, name="call_by_uuid"),
     path(
         "recordings/<int:pk>/audio.wav", views.recording_media, name="recording_media"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -36,11 +37,11 @@ from django.views.decorators.http import (
     require_safe,
 )
 
-from . import services, signatures, vonage
+from . import live, services, signatures, vonage
 from .forms import CallFilterForm
 from .http_range import RangeNotSatisfiable, parse_range
-from .models import AccessLogEntry, Call, Recording
-from .routing import AUDIO_SOCKET_PATH
+from .models import AccessLogEntry, Call, LiveSocket, Recording
+from .routing import AUDIO_SOCKET_PATH, CALLS_SOCKET_PATH, LISTEN_SOCKET_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -196,13 +197,37 @@ def event_webhook(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def call_list(request: HttpRequest) -> HttpResponse:
-    """Calls, newest first: search by number or uuid, filter by date and status."""
+    """Calls in progress (live), then finished ones: search, filter by date, status."""
     form = CallFilterForm(request.GET)
-    calls = form.filter(Call.objects.prefetch_related("recordings"))
+    calls = form.filter(
+        Call.objects.prefetch_related("recordings").filter(live_sockets__isnull=True)
+    )
     page = Paginator(calls, settings.CALLRECORDER_CALLS_PER_PAGE).get_page(
         request.GET.get("page")
     )
-    return render(request, "recordings/call_list.html", {"page": page, "form": form})
+    # A call that ends joins the top of the list only where it belongs there.
+    unfiltered_newest = not any(
+        request.GET.get(name) for name in ("q", "since", "until", "status")
+    ) and request.GET.get("sort", "newest") in ("", "newest")
+    return render(
+        request,
+        "recordings/call_list.html",
+        {
+            "page": page,
+            "form": form,
+            "live_sockets": LiveSocket.objects.select_related("call"),
+            "calls_socket_path": CALLS_SOCKET_PATH,
+            "add_finished_calls": unfiltered_newest and page.number == 1,
+        },
+    )
+
+
+@require_GET
+@login_required
+def call_row(request: HttpRequest, pk: int) -> HttpResponse:
+    """One finished call's row, for the live list to add without a reload."""
+    call = get_object_or_404(Call.objects.prefetch_related("recordings"), pk=pk)
+    return render(request, "recordings/_call_row.html", {"call": call})
 
 
 @require_GET
@@ -217,8 +242,52 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "recordings": call.recordings.all(),
             "events": call.events.all(),
             "can_delete": can_delete(request.user),
+            "live_socket": call.live_sockets.order_by("-id").first(),
+            "calls_socket_path": CALLS_SOCKET_PATH,
+            "listen_socket_path": LISTEN_SOCKET_PATH.format(call_id=call.pk),
         },
     )
+
+
+@require_POST
+@login_required
+async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    """Staff pause or resume recording a live call (card details, say).
+
+    The page only says "paused" once the socket recording the call, in
+    whichever process, has confirmed it.
+    """
+    user = await request.auser()
+    if not user.is_staff:
+        raise PermissionDenied("Only staff may pause recording.")
+    pause = request.POST.get("action") == "pause"
+    call_url = reverse("recordings:call_detail", args=[pk])
+    live_socket = await services.live_socket_for_call(call_id=pk)
+    if live_socket is None:
+        messages.error(request, "This call is not in progress any more.")
+        return redirect(call_url)
+    try:
+        paused = await live.ask_to_pause(
+            get_channel_layer(),
+            live_socket.channel_name,
+            paused=pause,
+            by=user.get_username(),
+        )
+    except live.PauseNotConfirmed as error:
+        logger.error("call %s: pause=%s not confirmed: %s", pk, pause, error)
+        messages.error(
+            request,
+            f"The server recording this call did not confirm ({error}): "
+            f"recording was NOT {'paused' if pause else 'resumed'}. Try again.",
+        )
+        return redirect(call_url)
+    messages.success(
+        request,
+        "Recording paused: silence is kept in its place."
+        if paused
+        else "Recording resumed.",
+    )
+    return redirect(call_url)
 
 
 @require_GET

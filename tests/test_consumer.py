@@ -249,7 +249,9 @@ async def test_socket_start_and_end_are_published_to_the_calls_group():
     await communicator.disconnect()
     ended = await asyncio.wait_for(layer.receive(channel), 5)
     call = await Call.objects.aget(uuid=ids()["uuid"])
-    assert started == {"type": "call.started", "call_id": call.pk}
+    assert started["type"] == "call.started"
+    assert started["call_id"] == call.pk
+    assert started["call"]["url"] == call.get_absolute_url()
     assert ended == {"type": "call.ended", "call_id": call.pk}
     await layer.group_discard("calls", channel)
 

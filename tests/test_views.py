@@ -91,8 +91,8 @@ def test_list_runs_the_same_few_queries_for_a_full_page(
         call = make_call(n)
         record(call, b"\x00\x01" * 320, settings.SPOOL_DIR)
 
-    # session, user, count, the page of calls, their recordings
-    with django_assert_max_num_queries(5):
+    # session, user, calls in progress, count, the page of calls, their recordings
+    with django_assert_max_num_queries(6):
         response = user_client.get(reverse("recordings:call_list"))
     assert response.content.decode().count("1 recording") == 25
 
@@ -311,6 +311,6 @@ def test_a_filtered_page_runs_the_same_few_queries(
     for n in range(25):
         record(make_call(n), b"\x00\x01" * 320, settings.SPOOL_DIR)
 
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(6):
         page = listed(user_client, q="4477001", status="completed", sort="caller")
     assert page.count('class="play"') == 25

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
+from django.utils import timezone
 
 register = template.Library()
 
@@ -16,3 +19,11 @@ def clock(seconds: float | int | None) -> str:
     if hours:
         return f"{hours}:{minutes:02d}:{secs:02d}"
     return f"{minutes}:{secs:02d}"
+
+
+@register.filter
+def seconds_since(moment: datetime | str | None) -> float:
+    """A live call's elapsed time when the page is made; the page ticks on."""
+    if not isinstance(moment, datetime):  # a row template for the page's script
+        return 0.0
+    return round(max((timezone.now() - moment).total_seconds(), 0.0), 1)

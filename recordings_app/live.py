@@ -1,0 +1,171 @@
+"""What live pages hear about calls in progress, through the channel layer.
+
+Group and message names live here, so the recording socket, the browser
+sockets and the views agree on them. The per-frame audio path never sends
+anything: levels go out from one task per process, a few times a second,
+and only while a dashboard says it is watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from .audio import frame_level
+
+logger = logging.getLogger(__name__)
+
+# Dashboards (list and call pages) listen here: started, levels, paused, ended.
+CALLS_GROUP = "calls"
+# Every process recording calls listens here for "someone is watching".
+RECORDERS_GROUP = "recorders"
+# A dashboard says it watches every WATCH_RENEW_SECONDS; a process sends
+# levels until WATCH_SECONDS after the last word, so a closed tab costs little.
+WATCH_RENEW_SECONDS = 5.0
+WATCH_SECONDS = 15.0
+LEVEL_INTERVAL_SECONDS = 0.25
+# A listener renews every LISTEN_RENEW_SECONDS and is dropped LISTEN_SECONDS
+# after its last renewal; audio goes to it in chunks of LISTEN_CHUNK_SECONDS.
+LISTEN_RENEW_SECONDS = 3.0
+LISTEN_SECONDS = 10.0
+LISTEN_CHUNK_SECONDS = 0.2
+# Browser sockets: 4401 (not signed in) as for the audio socket, and these.
+CLOSE_FORBIDDEN = 4403  # listen-in is for staff
+CLOSE_NOT_LIVE = 4404  # no call in progress by that id
+
+
+class LiveCall(Protocol):
+    """What the monitor needs of a recording socket."""
+
+    call_id: int
+    last_frame: bytes
+    paused: bool
+
+
+class PauseNotConfirmed(Exception):
+    """The process recording the call did not confirm a pause or resume in time."""
+
+
+async def ask_to_pause(
+    channel_layer, recorder: str, *, paused: bool, by: str, timeout: float = 3.0
+) -> bool:
+    """Ask the call's recording socket, wherever it runs, to pause or resume.
+
+    Waits for its answer: a page must never say "paused" while the audio is
+    still being recorded. Returns the state the socket confirmed.
+    """
+    reply_to = await channel_layer.new_channel()
+    await channel_layer.send(
+        recorder,
+        {"type": "recording.pause", "paused": paused, "by": by, "reply_to": reply_to},
+    )
+    try:
+        answer = await asyncio.wait_for(channel_layer.receive(reply_to), timeout)
+    except TimeoutError:
+        raise PauseNotConfirmed(f"no answer within {timeout:g} s") from None
+    return bool(answer.get("paused"))
+
+
+def call_summary(call: Any, *, live_since: Any, paused: bool = False) -> dict:
+    """The few facts a dashboard row shows; sent once, when the socket opens."""
+    return {
+        "id": call.pk,
+        "from": call.from_number,
+        "to": call.to_number,
+        "url": call.get_absolute_url(),
+        "live_since": live_since.isoformat(),
+        "paused": paused,
+    }
+
+
+async def watch_renew(channel_layer) -> None:
+    """Tell every recording process that a dashboard is open."""
+    await channel_layer.group_send(
+        RECORDERS_GROUP, {"type": "watch.renew", "seconds": WATCH_SECONDS}
+    )
+
+
+class LevelMonitor:
+    """One per process: the audio levels of its calls, for dashboards that watch.
+
+    One group message per process per interval, whatever the number of
+    calls, so an open dashboard costs the recording path next to nothing.
+    """
+
+    def __init__(self) -> None:
+        self.calls: set[LiveCall] = set()
+        self.watched_until = 0.0
+        self.task: asyncio.Task | None = None
+
+    def add(self, call: LiveCall) -> None:
+        self.calls.add(call)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self.run())
+
+    def discard(self, call: LiveCall) -> None:
+        self.calls.discard(call)
+
+    def watched(self) -> bool:
+        return time.monotonic() < self.watched_until
+
+    async def run(self) -> None:
+        channel_layer = get_channel_layer()
+        if channel_layer is None:
+            return
+        channel = await channel_layer.new_channel()
+        reader = asyncio.ensure_future(self.listen(channel_layer, channel))
+        try:
+            while self.calls:
+                await asyncio.sleep(LEVEL_INTERVAL_SECONDS)
+                if self.calls and self.watched():
+                    await self.send_levels(channel_layer)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(Exception):
+                await channel_layer.group_discard(RECORDERS_GROUP, channel)
+
+    async def send_levels(self, channel_layer) -> None:
+        levels = {
+            str(call.call_id): 0.0 if call.paused else frame_level(call.last_frame)
+            for call in list(self.calls)
+        }
+        try:
+            await channel_layer.group_send(
+                CALLS_GROUP, {"type": "calls.levels", "levels": levels}
+            )
+        except Exception:  # Redis away: the meters stall, the calls go on
+            logger.warning("audio levels not published", exc_info=True)
+
+    async def listen(self, channel_layer, channel: str) -> None:
+        """Hear "someone is watching" from any dashboard, in any process."""
+        while True:
+            try:
+                await channel_layer.group_add(RECORDERS_GROUP, channel)
+                while True:
+                    message = await channel_layer.receive(channel)
+                    if message.get("type") == "watch.renew":
+                        seconds = min(float(message.get("seconds", 0)), WATCH_SECONDS)
+                        self.watched_until = time.monotonic() + seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("live monitor lost the channel layer", exc_info=True)
+                await asyncio.sleep(1)
+
+
+monitors: dict[asyncio.AbstractEventLoop, LevelMonitor] = {}
+
+
+def monitor() -> LevelMonitor:
+    """This process's monitor (one per event loop: tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    if loop not in monitors:
+        for old_loop in [old for old in monitors if old.is_closed()]:
+            del monitors[old_loop]
+        monitors[loop] = LevelMonitor()
+    return monitors[loop]

@@ -1,0 +1,380 @@
+"""Calls in progress: the dashboard socket, levels, pause and resume, listen-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from recordings_app import live, services
+from recordings_app.audio import SpoolWriter
+from recordings_app.models import Call, CallEvent, LiveSocket
+
+from .test_consumer import (
+    application,
+    ids,
+    open_socket,
+    pcm,
+    recordings_of,
+    send_frames,
+    wav_of,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_async_orm_connections"),
+]
+
+FRAME = 640  # 20 ms at 16 kHz
+SECOND = 32000  # bytes of one second at 16 kHz
+
+
+@database_sync_to_async
+def signed_in(*, staff: bool = False, name: str = "alice") -> tuple[User, bytes]:
+    """A user and the Cookie header of their session."""
+    user = User.objects.create_user(name, password="pw", is_staff=staff)
+    client = Client()
+    client.force_login(user)
+    return user, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def browser_headers(cookie: bytes | None, origin: bytes = b"http://testserver"):
+    headers = [(b"origin", origin)]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return headers
+
+
+async def open_dashboard(cookie: bytes | None, **kwargs) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, "/ws/calls", headers=browser_headers(cookie, **kwargs)
+    )
+    await communicator.connect()
+    return communicator
+
+
+async def next_event(communicator, event: str, timeout: float = 5.0) -> dict:
+    """The next JSON message of that kind, skipping others (levels, say)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        message = await communicator.receive_json_from(timeout=max(left, 0.01))
+        if message["event"] == event:
+            return message
+
+
+@database_sync_to_async
+def caller(n: int = 1, number: str = "447700900777") -> Call:
+    """The call as the answer webhook leaves it: numbers known, socket not yet open."""
+    return Call.objects.create(
+        uuid=ids(n)["uuid"],
+        conversation_uuid=ids(n)["conversation_uuid"],
+        from_number=number,
+        to_number="447700900000",
+        status="answered",
+    )
+
+
+async def wait_until_live(n: int = 1) -> LiveSocket:
+    for _ in range(200):
+        live_socket = (
+            await LiveSocket.objects.filter(call__uuid=ids(n)["uuid"])
+            .select_related("call")
+            .afirst()
+        )
+        if live_socket is not None:
+            return live_socket
+        await asyncio.sleep(0.01)
+    raise AssertionError("the call never went live")
+
+
+async def close_code(path: str, cookie: bytes | None) -> int:
+    """The code a socket is closed with right after it opens."""
+    communicator = WebsocketCommunicator(
+        application, path, headers=browser_headers(cookie)
+    )
+    await communicator.connect()
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
+async def test_dashboard_refuses_a_visitor_who_is_not_signed_in():
+    assert await close_code("/ws/calls", None) == 4401
+
+
+async def test_dashboard_refuses_a_page_from_another_site():
+    _, cookie = await signed_in()
+    dashboard = WebsocketCommunicator(
+        application,
+        "/ws/calls",
+        headers=browser_headers(cookie, origin=b"https://evil.example"),
+    )
+    connected, _ = await dashboard.connect()
+    assert not connected
+
+
+async def test_dashboard_sees_a_call_start_with_its_caller_its_level_and_its_end():
+    await caller(number="447700900777")
+    _, cookie = await signed_in()
+    dashboard = await open_dashboard(cookie)
+    recorder = await open_socket()
+
+    started = await next_event(dashboard, "started")
+    call = await Call.objects.aget(uuid=ids()["uuid"])
+    assert started["call"]["from"] == "447700900777"
+    assert started["call"]["url"] == call.get_absolute_url()
+
+    loud = b"\x00\x60" * 320  # about -2.7 dBFS
+    for _ in range(25):
+        await recorder.send_to(bytes_data=loud)
+        await asyncio.sleep(0.02)
+    levels = await next_event(dashboard, "levels")
+    assert levels["levels"][str(call.pk)] > 0.9
+
+    await recorder.disconnect()
+    ended = await next_event(dashboard, "ended")
+    assert ended["call_id"] == call.pk
+    assert not await LiveSocket.objects.filter(call=call).aexists()
+    await dashboard.disconnect()
+
+
+async def test_levels_go_out_only_while_someone_watches_and_a_few_times_a_second():
+    layer = get_channel_layer()
+    spy = await layer.new_channel()
+    await layer.group_add(live.CALLS_GROUP, spy)
+    recorder = await open_socket()
+    await wait_until_live()
+
+    async def levels_during(seconds: float) -> int:
+        count = 0
+        end = asyncio.get_running_loop().time() + seconds
+        while (left := end - asyncio.get_running_loop().time()) > 0:
+            await recorder.send_to(bytes_data=b"\x00\x10" * 320)
+            try:
+                while True:  # take what arrived; never wait past this frame
+                    message = await asyncio.wait_for(layer.receive(spy), 0.001)
+                    count += message["type"] == "calls.levels"
+            except TimeoutError:
+                pass
+            await asyncio.sleep(min(0.02, max(left, 0)))
+        return count
+
+    assert await levels_during(1.0) == 0  # nobody watching: nothing sent
+    await live.watch_renew(layer)
+    watched = await levels_during(1.0)
+    assert 2 <= watched <= 5  # about every 250 ms, not every 20 ms frame
+    await recorder.disconnect()
+    await layer.group_discard(live.CALLS_GROUP, spy)
+
+
+async def pause(live_socket: LiveSocket, paused: bool, by: str = "alice") -> bool:
+    return await live.ask_to_pause(
+        get_channel_layer(), live_socket.channel_name, paused=paused, by=by
+    )
+
+
+async def test_pause_keeps_silence_of_the_same_length_and_the_timeline_says_who():
+    audio = pcm(1.5, 16000)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await send_frames(recorder, audio[: SECOND // 2], FRAME)
+    await asyncio.sleep(0.1)  # the frames reach the spool
+    assert await pause(live_socket, True) is True
+    await send_frames(recorder, audio[SECOND // 2 : SECOND], FRAME)
+    await asyncio.sleep(0.1)
+    assert await pause(live_socket, False) is False
+    await send_frames(recorder, audio[SECOND:], FRAME)
+    await recorder.disconnect()
+
+    [recording] = await recordings_of()
+    _, kept = wav_of(recording)
+    assert len(kept) == len(audio)  # the timeline stays true
+    events = [
+        event async for event in CallEvent.objects.filter(source="staff").order_by("id")
+    ]
+    assert [(e.status, e.payload["by"]) for e in events] == [
+        ("recording:paused", "alice"),
+        ("recording:resumed", "alice"),
+    ]
+    paused_at = round(events[0].payload["at_seconds"] * SECOND)
+    resumed_at = round(events[1].payload["at_seconds"] * SECOND)
+    assert paused_at < resumed_at
+    assert kept[:paused_at] == audio[:paused_at]
+    assert kept[paused_at:resumed_at] == bytes(resumed_at - paused_at)
+    assert kept[resumed_at:] == audio[resumed_at:]
+    assert recording.paused_seconds == pytest.approx((resumed_at - paused_at) / SECOND)
+    assert not recording.ended_paused
+
+
+async def test_a_call_that_ends_paused_says_so():
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await send_frames(recorder, pcm(0.2, 16000), FRAME)
+    await asyncio.sleep(0.1)
+    await pause(live_socket, True, by="bob")
+    await send_frames(recorder, pcm(0.2, 16000, seed=2), FRAME)
+    await recorder.disconnect()
+
+    [recording] = await recordings_of()
+    assert recording.ended_paused
+    assert recording.paused_seconds == pytest.approx(0.2)
+    assert await CallEvent.objects.filter(status="recording:ended-paused").aexists()
+
+
+async def test_pausing_twice_puts_one_pause_on_the_timeline():
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await pause(live_socket, True)
+    await pause(live_socket, True)
+    await recorder.disconnect()
+    assert await CallEvent.objects.filter(status="recording:paused").acount() == 1
+
+
+async def test_staff_pause_from_the_page_waits_for_the_recorder(async_client):
+    await caller()
+    staff, _ = await signed_in(staff=True, name="carol")
+    await async_client.aforce_login(staff)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    url = reverse("recordings:call_pause", args=[live_socket.call_id])
+
+    response = await async_client.post(url, {"action": "pause"})
+    assert response.status_code == 302
+    page = await async_client.get(response["Location"])
+    content = page.content.decode()
+    assert "Recording paused" in content
+    assert "recording paused by carol" in content
+    assert "Resume recording" in content
+    await recorder.disconnect()
+    [recording] = await recordings_of()
+    assert recording.ended_paused
+
+
+async def test_a_pause_nobody_confirms_is_reported_as_not_paused(async_client):
+    call = await caller()
+    await LiveSocket.objects.acreate(
+        call=call, channel_name="specific.gone!x", spool_name="x.wav", sample_rate=16000
+    )
+    staff, _ = await signed_in(staff=True)
+    await async_client.aforce_login(staff)
+
+    response = await async_client.post(
+        reverse("recordings:call_pause", args=[call.pk]),
+        {"action": "pause"},
+        follow=True,
+    )
+    assert "recording was NOT paused" in response.content.decode()
+    assert not await CallEvent.objects.filter(source="staff").aexists()
+
+
+async def test_only_staff_may_pause(async_client):
+    call = await caller()
+    user, _ = await signed_in()
+    await async_client.aforce_login(user)
+    response = await async_client.post(
+        reverse("recordings:call_pause", args=[call.pk]), {"action": "pause"}
+    )
+    assert response.status_code == 403
+
+
+async def open_listener(call_id: int, cookie: bytes | None):
+    communicator = WebsocketCommunicator(
+        application, f"/ws/calls/{call_id}/listen", headers=browser_headers(cookie)
+    )
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def test_staff_hear_the_live_audio_with_silence_while_paused():
+    audio = pcm(1.5, 16000)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    _, cookie = await signed_in(staff=True)
+    listener, connected, _ = await open_listener(live_socket.call_id, cookie)
+    assert connected
+    assert json.loads(await listener.receive_from()) == {"sample_rate": 16000}
+    await asyncio.sleep(0.1)  # the renewal reaches the recorder
+
+    await send_frames(recorder, audio[: SECOND // 2], FRAME)
+    await asyncio.sleep(0.1)
+    await pause(live_socket, True)
+    await send_frames(recorder, audio[SECOND // 2 : SECOND], FRAME)
+    await asyncio.sleep(0.1)
+    await pause(live_socket, False)
+    await send_frames(recorder, audio[SECOND:], FRAME)
+    await recorder.disconnect()
+
+    heard = bytearray()
+    while True:
+        message = await listener.receive_output(timeout=5)
+        if message["type"] == "websocket.close":
+            break
+        if message.get("bytes"):
+            heard += message["bytes"]
+        else:
+            assert json.loads(message["text"]) == {"event": "ended"}
+    [recording] = await recordings_of()
+    _, kept = wav_of(recording)
+    assert bytes(heard) == kept  # what staff heard is what was kept
+    assert bytes(SECOND // 4) in heard  # with silence where it was paused
+
+
+async def test_listen_in_is_for_signed_in_staff_and_live_calls_only():
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    _, cookie = await signed_in(staff=False, name="dave")
+    _, staff_cookie = await signed_in(staff=True, name="erin")
+
+    listen_path = f"/ws/calls/{live_socket.call_id}/listen"
+    assert await close_code(listen_path, None) == 4401
+    assert await close_code(listen_path, cookie) == 4403
+    not_live_path = f"/ws/calls/{live_socket.call_id + 1}/listen"
+    assert await close_code(not_live_path, staff_cookie) == 4404
+    await recorder.disconnect()
+
+
+def test_list_shows_calls_in_progress_apart_from_finished_ones(user_client):
+    live_call = Call.objects.create(uuid="live-1", from_number="447700900111")
+    LiveSocket.objects.create(
+        call=live_call, channel_name="c1", spool_name="s1.wav", sample_rate=16000
+    )
+    Call.objects.create(uuid="done-1", from_number="447700900222")
+
+    page = user_client.get(reverse("recordings:call_list")).content.decode()
+    live_part, finished_part = page.split('class="filters"')
+    assert "447700900111" in live_part and f'data-call-id="{live_call.pk}"' in page
+    assert "447700900111" not in finished_part
+    assert "447700900222" in finished_part
+
+
+def test_a_finished_calls_row_is_served_for_the_live_list(user_client):
+    call = Call.objects.create(uuid="done-2", from_number="447700900333")
+    row = user_client.get(reverse("recordings:call_row", args=[call.pk]))
+    assert row.status_code == 200
+    assert row.content.decode().strip().startswith("<tr")
+    assert "447700900333" in row.content.decode()
+
+
+def test_recovering_a_dead_writers_spool_ends_its_live_row(settings):
+    writer = SpoolWriter(
+        settings.SPOOL_DIR, call_uuid="dead-1", conversation_uuid="", sample_rate=16000
+    )
+    writer.write(b"\x01\x00" * 320)
+    writer._file.flush()
+    writer._file.close()  # the process died: the lock is gone
+    call = Call.objects.create(uuid="dead-1")
+    LiveSocket.objects.create(
+        call=call, channel_name="c2", spool_name=writer.path.name, sample_rate=16000
+    )
+
+    recording = services.recording_recover(meta_path=writer.meta_path)
+    assert recording is not None and recording.recovered
+    assert not LiveSocket.objects.filter(call=call).exists()
