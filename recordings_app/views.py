@@ -335,7 +335,8 @@ def call_timeline(
 @login_required
 def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A call: each recording's waveform and player, its events on the same axis."""
-    call = get_object_or_404(Call, pk=pk)
+    # Prefetched: the call's duration sums the same recordings.
+    call = get_object_or_404(Call.objects.prefetch_related("recordings"), pk=pk)
     recordings = list(call.recordings.all())
     panels, timeline = call_timeline(recordings, list(call.events.all()))
     return render(
