@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from django.core.management import call_command
 from django.urls import reverse
 
+from recordings_app.models import Recording
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
 from .conftest import free_port, running_server, wait_for_recordings
@@ -154,3 +157,17 @@ def test_deleting_in_the_admin_removes_the_object(s3_server, s3_endpoint, admin_
 
     with pytest.raises(ClientError, match="404"):
         client(s3_endpoint).head_object(Bucket=BUCKET, Key=recording.file.name)
+
+
+def test_compute_peaks_reads_the_waveform_back_from_the_bucket(s3_server):
+    _, recording = record_a_call(s3_server)
+    drawn = recording.peaks
+    # beep_tone: 12000 of 32768 for half a second, then half a second of silence
+    assert max(drawn[:500]) == round(12000 * 1000 / 32768)
+    assert set(drawn[520:980]) == {0}
+    Recording.objects.update(peaks=[])
+
+    call_command("compute_peaks", stdout=io.StringIO())
+
+    recording.refresh_from_db()
+    assert recording.peaks == drawn
