@@ -195,7 +195,8 @@
       const player = players[parseInt(button.dataset.recording, 10) - 1];
       if (!player) { return; }
       player.seek(parseFloat(button.dataset.seek));
-      player.audio.closest("[data-player]").scrollIntoView({ block: "nearest", behavior: "smooth" });
+      const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      player.audio.closest("[data-player]").scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
     });
   });
 
