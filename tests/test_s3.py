@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from django.core.management import call_command
 from django.urls import reverse
 
+from recordings_app.models import Recording
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
 from .conftest import (
@@ -97,3 +100,17 @@ def test_deleting_in_the_admin_removes_the_object(s3_server, s3_endpoint, admin_
 
     with pytest.raises(ClientError, match="404"):
         s3_client(s3_endpoint).head_object(Bucket=S3_BUCKET, Key=recording.file.name)
+
+
+def test_compute_peaks_reads_the_waveform_back_from_the_bucket(s3_server):
+    _, recording = record_a_call(s3_server)
+    drawn = recording.peaks
+    # beep_tone: 12000 of 32768 for half a second, then half a second of silence
+    assert max(drawn[:500]) == round(12000 * 1000 / 32768)
+    assert set(drawn[520:980]) == {0}
+    Recording.objects.update(peaks=[])
+
+    call_command("compute_peaks", stdout=io.StringIO())
+
+    recording.refresh_from_db()
+    assert recording.peaks == drawn

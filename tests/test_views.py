@@ -314,3 +314,91 @@ def test_a_filtered_page_runs_the_same_few_queries(
     with django_assert_max_num_queries(6):
         page = listed(user_client, q="4477001", status="completed", sort="caller")
     assert page.count('class="play"') == 25
+
+
+def event_at(recording: Recording, seconds: float, status: str, **payload) -> CallEvent:
+    return CallEvent.objects.create(
+        call=recording.call,
+        source="staff" if status.startswith("recording:") else "socket",
+        status=status,
+        timestamp=Recording.objects.get(pk=recording.pk).started_at
+        + timedelta(seconds=seconds),
+        payload=payload,
+        fingerprint=f"{status}:{seconds}:{payload}",
+    )
+
+
+def test_detail_draws_the_stored_waveform_and_offers_speeds(user_client, recording):
+    Recording.objects.filter(pk=recording.pk).update(peaks=[0, 500, 1000])
+
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+
+    assert '<script type="application/json">[0, 500, 1000]</script>' in page
+    assert 'role="slider"' in page and 'aria-label="Position in recording 1"' in page
+    assert 'aria-valuetext="0:00 of 0:02"' in page
+    for speed in ("0.75", "1", "1.25", "1.5", "2"):
+        assert f'<option value="{speed}"' in page
+    assert "16000 Hz" in page
+
+
+def test_events_are_timed_from_the_start_of_the_recording(user_client, recording):
+    event_at(recording, 1.2, "websocket:dtmf", digit="5", duration=260)
+    event_at(recording, 1.6, "recording:paused", by="sam")
+    event_at(recording, -3, "answered")  # before the audio began
+
+    response = user_client.get(recording.call.get_absolute_url())
+
+    [panel] = response.context["panels"]
+    markers = {m.entry.event.status: m for m in panel.markers}
+    assert markers["websocket:dtmf"].seconds == 1.2
+    assert markers["websocket:dtmf"].percent == 60.0
+    assert markers["answered"].seconds == 0  # drawn at the start
+    page = response.content.decode()
+    assert 'aria-label="Key pressed: 5 at 0:01: play from here"' in page
+    assert 'aria-label="Recording paused by sam at 0:02: play from here"' in page
+    assert "−0:03" in page  # the table keeps the true offset
+
+
+def test_paused_silence_and_ending_paused_are_said(user_client, recording):
+    Recording.objects.filter(pk=recording.pk).update(
+        paused_seconds=12.0, ended_paused=True
+    )
+
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+
+    assert "12 s paused (silence)" in page
+    assert "the call ended while recording was paused" in page
+
+
+def test_detail_runs_the_same_few_queries_however_many_recordings_and_events(
+    user_client, settings, django_assert_max_num_queries
+):
+    call = make_call(1)
+    recordings = [
+        record(call, b"\x00\x01" * 3200, settings.SPOOL_DIR) for _ in range(5)
+    ]
+    for n in range(20):
+        event_at(recordings[n % 5], 0.05, "websocket:dtmf", digit=str(n % 10), n=n)
+
+    # session, user, call, its recordings, its events, its live socket
+    with django_assert_max_num_queries(6):
+        response = user_client.get(call.get_absolute_url())
+    assert response.content.decode().count('aria-label="Key pressed:') == 20
+
+
+def test_without_script_staff_confirm_a_delete_on_a_page_of_its_own(
+    admin_client, recording
+):
+    url = reverse("recordings:recording_delete", args=[recording.pk])
+
+    page = admin_client.get(url).content.decode()
+
+    assert "Delete this recording?" in page
+    assert f'href="{recording.call.get_absolute_url()}">Cancel</a>' in page
+    assert Recording.objects.filter(pk=recording.pk).exists()
+
+
+def test_a_listener_gets_no_delete_confirmation(user_client, recording):
+    url = reverse("recordings:recording_delete", args=[recording.pk])
+
+    assert user_client.get(url).status_code == 403
