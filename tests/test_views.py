@@ -218,6 +218,24 @@ def test_detail_shows_each_recordings_integrity(user_client, recording):
     assert "Odd-byte carries" in page
 
 
+def test_completeness_is_given_only_against_a_length_that_holds_the_audio(
+    user_client, recording
+):
+    url = recording.call.get_absolute_url()
+    Recording.objects.filter(pk=recording.pk).update(
+        frame_count=490, expected_frame_count=500
+    )
+    assert "490 received of 500 expected" in user_client.get(url).content.decode()
+
+    # Streamed faster than real time (a simulator): no "627 of 1 (100%)".
+    Recording.objects.filter(pk=recording.pk).update(
+        frame_count=627, expected_frame_count=1
+    )
+    page = user_client.get(url).content.decode()
+    assert "of 1 expected" not in page
+    assert "627 received, more than the call's length holds" in page
+
+
 def test_the_stored_sha256_is_the_downloaded_files(user_client, recording):
     import hashlib
 
