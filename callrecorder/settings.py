@@ -181,8 +181,9 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 gives up on a read after 5 s, just when channels-redis
             # ends its 5-second blocking wait for the next message: every idle
-            # consumer would crash. Let reads outlast that wait.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+            # consumer would crash (django/channels_redis#422). No read timeout,
+            # as before redis-py 8; a finite one also hangs cancelled receives.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
 else:

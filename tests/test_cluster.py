@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,12 +17,14 @@ import httpx
 import pytest
 from channels.layers import get_channel_layer
 from django.db import connection, connections
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from recordings_app.models import CallEvent
+from recordings_app.models import Call, CallEvent
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
 from .conftest import (
+    ROOT,
     S3_BUCKET,
     DaphneServer,
     s3_client,
@@ -37,6 +40,7 @@ pytestmark = [
     ),
 ]
 
+ARTIFACTS = ROOT / "test-artifacts"
 CALLER = "447700900555"
 CALL_SECONDS = 20.0
 PASSWORD = "pw-supervisor-1"
@@ -80,6 +84,21 @@ def supervisor(django_user_model):
     return django_user_model.objects.create_user(
         "supervisor", password=PASSWORD, is_staff=True
     )
+
+
+@pytest.fixture
+def earlier_calls():
+    """Finished calls already listed: the live one must join them in place."""
+    for n, number in enumerate(["447700900301", "447700900302"]):
+        Call.objects.create(
+            uuid=f"earlier-{n}",
+            from_number=number,
+            to_number="447700900000",
+            status="completed",
+            started_at=timezone.now() - timedelta(hours=n + 1),
+            ended_at=timezone.now() - timedelta(hours=n + 1, minutes=-3),
+            duration_seconds=180,
+        )
 
 
 def call_in_background(base_url: str) -> tuple[threading.Thread, dict]:
@@ -132,7 +151,7 @@ async def test_an_idle_consumer_outlives_redis_blocking_reads():
 
 
 def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_another(
-    two_workers, supervisor, browser, s3_endpoint
+    two_workers, supervisor, earlier_calls, browser, s3_endpoint
 ):
     recorder, web = two_workers
     signed_in = browser.new_context()
@@ -142,6 +161,7 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
         "[data-live-list][data-connected=true]", state="attached"
     )
 
+    dashboard.evaluate("window.stillTheSamePage = true")  # gone if it reloads
     thread, result = call_in_background(recorder.url)
     try:
         # Worker B's list shows the call worker A is recording, with its level.
@@ -152,10 +172,17 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
             timeout=5_000,
         )
         assert dashboard.locator("[data-live-list]").is_visible()
+        expect(live_row.locator("[data-field=paused]")).to_be_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        dashboard.wait_for_function(  # a beep, not the gap between two
+            "() => document.querySelector('[data-live-rows] meter').value > 0.3"
+        )
+        dashboard.screenshot(path=ARTIFACTS / "call-list-live.png", full_page=True)
 
         # Its page on worker B: listen in, then pause and resume recording.
         call_page = signed_in.new_page()
         call_page.goto(web.url + live_row.get_by_role("link").get_attribute("href"))
+        expect(call_page.get_by_text("Recording now")).to_be_visible()
         call_page.get_by_role("button", name="Listen live").click()
         call_page.wait_for_function(
             "() => Number(document.querySelector('[data-listen-status]')"
@@ -168,6 +195,7 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
         expect(
             dashboard.locator("[data-live-rows] [data-field=paused]")
         ).to_be_visible()
+        call_page.screenshot(path=ARTIFACTS / "call-live-paused.png", full_page=True)
         call_page.wait_for_timeout(1_000)
         call_page.get_by_role("button", name="Resume recording").click()
         expect(call_page.get_by_text("Recording resumed.")).to_be_visible()
@@ -181,6 +209,9 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
     finished_row = dashboard.locator("[data-finished-rows] tr").filter(has_text=CALLER)
     finished_row.wait_for(timeout=10_000)
     assert dashboard.locator("[data-live-rows] tr").count() == 0
+    assert dashboard.evaluate("window.stillTheSamePage") is True  # no reload
+    rows = dashboard.locator("[data-finished-rows] tr").all_inner_texts()
+    assert CALLER in rows[0]  # the newest first, above the earlier calls
     with dashboard.expect_response(
         lambda response: recording.get_absolute_url() in response.url
     ) as played:
