@@ -310,10 +310,32 @@ def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("Only staff may delete recordings.")
     recording = get_object_or_404(Recording.objects.select_related("call"), pk=pk)
     call = recording.call
-    services.recording_delete(
-        recording=recording, user=request.user, ip_address=client_ip(request)
-    )
+    try:
+        services.recording_delete(
+            recording=recording, user=request.user, ip_address=client_ip(request)
+        )
+    except services.CallOnLegalHold as refusal:
+        messages.error(request, f"Not deleted. {refusal}")
+        return redirect(call)
     messages.success(request, "The recording was deleted.")
+    return redirect(call)
+
+
+@require_POST
+@login_required
+def call_legal_hold(request: HttpRequest, pk: int) -> HttpResponse:
+    """Staff place a call on legal hold (kept whatever the retention) or release it."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff may place or release a legal hold.")
+    call = get_object_or_404(Call, pk=pk)
+    on = request.POST.get("action") == "on"
+    services.legal_hold_set(call=call, on=on, by=request.user)
+    messages.success(
+        request,
+        "This call is on legal hold: no purge or delete will remove it."
+        if on
+        else "Legal hold released: retention applies to this call again.",
+    )
     return redirect(call)
 
 

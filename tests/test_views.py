@@ -314,3 +314,94 @@ def test_a_filtered_page_runs_the_same_few_queries(
     with django_assert_max_num_queries(6):
         page = listed(user_client, q="4477001", status="completed", sort="caller")
     assert page.count('class="play"') == 25
+
+
+def hold(call: Call, admin_user) -> Call:
+    services.legal_hold_set(call=call, on=True, by=admin_user)
+    return call
+
+
+def test_staff_place_a_call_on_legal_hold_and_everyone_sees_the_badge(
+    admin_client, user_client, recording
+):
+    call = recording.call
+
+    response = admin_client.post(
+        reverse("recordings:call_legal_hold", args=[call.pk]),
+        {"action": "on"},
+        follow=True,
+    )
+
+    page = response.content.decode()
+    assert response.redirect_chain[-1][0] == call.get_absolute_url()
+    assert "This call is on legal hold" in page  # the message
+    assert "— kept whatever the retention (set by admin on " in page
+    assert "Release legal hold" in page
+    event = call.events.get(status="legal-hold:on")
+    assert (event.source, event.payload) == ("staff", {"by": "admin"})
+    listener_page = user_client.get(call.get_absolute_url()).content.decode()
+    assert "kept whatever the retention (set by admin" in listener_page
+    assert "Release legal hold" not in listener_page
+
+
+def test_staff_release_a_legal_hold(admin_client, admin_user, recording):
+    call = hold(recording.call, admin_user)
+
+    page = admin_client.post(
+        reverse("recordings:call_legal_hold", args=[call.pk]),
+        {"action": "off"},
+        follow=True,
+    ).content.decode()
+
+    assert "Legal hold released" in page
+    assert "kept whatever the retention (set by" not in page
+    assert "Place on legal hold" in page
+    call.refresh_from_db()
+    assert not call.legal_hold and call.events.filter(status="legal-hold:off")
+
+
+def test_only_staff_may_place_a_legal_hold(user_client, recording):
+    url = reverse("recordings:call_legal_hold", args=[recording.call_id])
+
+    response = user_client.post(url, {"action": "on"})
+
+    assert response.status_code == 403
+    assert not Call.objects.get(pk=recording.call_id).legal_hold
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+    assert "Place on legal hold" not in page
+
+
+def test_legal_hold_needs_a_login_a_post_and_the_csrf_token(
+    client, admin_user, recording
+):
+    url = reverse("recordings:call_legal_hold", args=[recording.call_id])
+    assert client.post(url, {"action": "on"})["Location"].startswith("/accounts/")
+
+    client.force_login(admin_user)
+    assert client.get(url).status_code == 405
+    client.handler.enforce_csrf_checks = True
+    assert client.post(url, {"action": "on"}).status_code == 403
+    assert not Call.objects.get(pk=recording.call_id).legal_hold
+
+
+def test_deleting_a_recording_of_a_held_call_is_refused(
+    admin_client, admin_user, recording
+):
+    hold(recording.call, admin_user)
+
+    page = admin_client.post(
+        reverse("recordings:recording_delete", args=[recording.pk]), follow=True
+    ).content.decode()
+
+    assert "Not deleted. This call is on legal hold" in page
+    assert Recording.objects.filter(pk=recording.pk).exists()
+    assert recording.file.storage.exists(recording.file.name)
+
+
+def test_the_list_marks_calls_on_legal_hold(user_client, admin_user, three_calls):
+    hold(three_calls[1], admin_user)
+
+    rows = listed(user_client).split("<tr>")
+
+    held = [row for row in rows if 'class="badge legal-hold"' in row]
+    assert len(held) == 1 and "447700100002" in held[0]
