@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from recordings_app import services
 from recordings_app.audio import SpoolWriter
-from recordings_app.models import Call, CallEvent, Recording
+from recordings_app.models import Call, CallEvent, LiveSocket, Recording
 
 pytestmark = pytest.mark.django_db
 
@@ -405,3 +406,27 @@ def test_the_list_marks_calls_on_legal_hold(user_client, admin_user, three_calls
 
     held = [row for row in rows if 'class="badge legal-hold"' in row]
     assert len(held) == 1 and "447700100002" in held[0]
+
+
+def test_date_filter_days_are_the_sites_local_days(user_client, settings):
+    settings.TIME_ZONE = "America/New_York"
+    late_evening = datetime(2026, 3, 10, 23, 30, tzinfo=ZoneInfo("America/New_York"))
+    make_call(1, started_at=late_evening)  # already 11 March in UTC
+
+    assert shown(listed(user_client, since="2026-03-10", until="2026-03-10")) == [1]
+    assert shown(listed(user_client, since="2026-03-11")) == []
+
+
+def test_a_call_in_progress_is_listed_as_live_not_among_finished_calls(user_client):
+    live = make_call(1)
+    make_call(2)
+    LiveSocket.objects.create(
+        call=live, channel_name="c", spool_name="s.wav", sample_rate=16000
+    )
+
+    page = listed(user_client)
+    finished = page.split('id="live-row-template"')[1]
+
+    assert "447700100001" in page.split('id="live-row-template"')[0]
+    assert "447700100001" not in finished and "447700100002" in finished
+    assert "1 call" in finished and "2 calls" not in finished
