@@ -8,13 +8,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from io import StringIO
 
 import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
+from recordings_app.models import Call, Recording
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
 from .conftest import free_port, running_server, wait_for_recordings
@@ -154,3 +159,16 @@ def test_deleting_in_the_admin_removes_the_object(s3_server, s3_endpoint, admin_
 
     with pytest.raises(ClientError, match="404"):
         client(s3_endpoint).head_object(Bucket=BUCKET, Key=recording.file.name)
+
+
+def test_the_retention_purge_removes_the_object_and_the_row(s3_server, s3_endpoint):
+    _, recording = record_a_call(s3_server)
+    Call.objects.filter(pk=recording.call_id).update(
+        started_at=timezone.now() - timedelta(days=40)
+    )
+
+    call_command("purge_recordings", "--older-than", "30d", "--yes", stdout=StringIO())
+
+    with pytest.raises(ClientError, match="404"):
+        client(s3_endpoint).head_object(Bucket=BUCKET, Key=recording.file.name)
+    assert not Recording.objects.filter(pk=recording.pk).exists()
