@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from io import StringIO
 
@@ -171,3 +174,26 @@ def test_recover_recordings_runs_the_automatic_purge(settings):
 
     assert "Retention (30 days): 1 call(s) purged." in out.getvalue()
     assert not Call.objects.filter(pk=old.call_id).exists()
+
+
+def test_of_many_threads_finishing_calls_at_once_one_purges(settings, monkeypatch):
+    settings.CALLRECORDER_RETENTION_DAYS = 30
+    purges = []
+
+    def slow_purge(cutoff, *, dry_run):
+        purges.append(cutoff)
+        time.sleep(0.2)  # still purging while the others ask
+        return services.PurgeReport(cutoff=cutoff, dry_run=dry_run)
+
+    monkeypatch.setattr(services, "purge_calls_older_than", slow_purge)
+    start = threading.Barrier(8)
+
+    def finish_a_call():
+        start.wait()
+        return services.retention_purge_if_due()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: finish_a_call(), range(8)))
+
+    assert len(purges) == 1
+    assert sum(result is not None for result in results) == 1
