@@ -518,6 +518,7 @@ class PurgeReport:
     bytes: int = 0
     oldest: datetime | None = None
     newest: datetime | None = None
+    held: int = 0
     deleted_calls: int = 0
     deleted_recordings: int = 0
     deleted_bytes: int = 0
@@ -559,6 +560,7 @@ def purge_calls_older_than(
         bytes=audio["bytes"] or 0,
         oldest=found["oldest"],
         newest=found["newest"],
+        held=Call.objects.filter(started_at__lt=cutoff, legal_hold=True).count(),
     )
     if dry_run or not report.calls:
         return report

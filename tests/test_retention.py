@@ -50,7 +50,7 @@ def test_a_dry_run_says_what_would_go_and_deletes_nothing(settings):
     assert f"({2 * old[0].size_bytes} bytes)" in output
     assert f"oldest {old[0].call.started_at:%Y-%m-%d %H:%M}" in output
     assert f"newest {old[1].call.started_at:%Y-%m-%d %H:%M}" in output
-    assert "dry run" in output
+    assert "Dry run: nothing was deleted." in output
     assert Call.objects.count() == 3
     assert all(default_storage.exists(r.file.name) for r in old)
 
@@ -76,8 +76,9 @@ def test_a_call_on_legal_hold_is_never_purged(settings, admin_user):
     held = old_call(1, 400, settings)
     services.legal_hold_set(call=held.call, on=True, by=admin_user)
 
-    purge("--older-than", "1h", "--yes")
+    output = purge("--older-than", "1h", "--yes")
 
+    assert "(1 older call(s) on legal hold are kept)" in output
     assert Recording.objects.filter(pk=held.pk).exists()
     assert default_storage.exists(held.file.name)
 

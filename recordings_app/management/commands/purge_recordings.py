@@ -53,11 +53,12 @@ class Command(BaseCommand):
     def handle(self, *args, older_than: timedelta, yes: bool, **options) -> None:
         cutoff = timezone.now() - older_than
         report = services.purge_calls_older_than(cutoff, dry_run=not yes)
-        verb = "Deleted" if yes else "Would delete"
         self.stdout.write(
             f"Calls started before {cutoff:%Y-%m-%d %H:%M:%S %Z}, "
             "not on legal hold, not in progress:"
         )
+        if report.held:
+            self.stdout.write(f"  ({report.held} older call(s) on legal hold are kept)")
         if not report.calls:
             self.stdout.write("Nothing to purge.")
             return
@@ -71,11 +72,11 @@ class Command(BaseCommand):
         )
         if not yes:
             self.stdout.write(
-                f"{verb}: nothing deleted (dry run). Run again with --yes to delete."
+                "Dry run: nothing was deleted. Run again with --yes to delete them."
             )
             return
         self.stdout.write(
-            f"{verb} {report.deleted_calls} call(s), "
+            f"Deleted {report.deleted_calls} call(s), "
             f"{report.deleted_recordings} recording(s), "
             f"{filesizeformat(report.deleted_bytes)}."
         )
