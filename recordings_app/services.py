@@ -523,6 +523,7 @@ class PurgeReport:
     deleted_recordings: int = 0
     deleted_bytes: int = 0
     failures: list[str] = field(default_factory=list)
+    more: bool = False
 
 
 def purgeable_calls(cutoff: datetime) -> QuerySet[Call]:
@@ -533,7 +534,7 @@ def purgeable_calls(cutoff: datetime) -> QuerySet[Call]:
 
 
 def purge_calls_older_than(
-    cutoff: datetime, *, dry_run: bool, batch_size: int = 500
+    cutoff: datetime, *, dry_run: bool, limit: int | None = None
 ) -> PurgeReport:
     """Delete calls started before the cutoff, files and rows together.
 
@@ -544,6 +545,8 @@ def purge_calls_older_than(
     after a file went, its row stays, and the next purge (whose storage
     delete of a missing file is a no-op) finishes the job. Calls on legal
     hold or in progress are never touched, even if held since listed.
+    With a limit, only that many of the oldest calls go (report.more says
+    whether others were left for another run).
     """
     calls = purgeable_calls(cutoff)
     found = calls.aggregate(
@@ -564,10 +567,12 @@ def purge_calls_older_than(
     )
     if dry_run or not report.calls:
         return report
-    ids = list(calls.order_by("started_at", "pk").values_list("pk", flat=True))
-    for start in range(0, len(ids), batch_size):
-        for call_id in ids[start : start + batch_size]:
-            _purge_call(call_id, cutoff, report)
+    ids = calls.order_by("started_at", "pk").values_list("pk", flat=True)
+    if limit is not None:
+        ids = ids[:limit]
+        report.more = report.calls > limit
+    for call_id in list(ids):
+        _purge_call(call_id, cutoff, report)
     return report
 
 
@@ -603,6 +608,11 @@ def _purge_call(call_id: int, cutoff: datetime, report: PurgeReport) -> None:
         report.deleted_calls += 1
 
 
+# Calls one automatic run deletes at most: a purge after a call finishes, or
+# at start, stays short; a backlog (retention just turned on) is worked off
+# by the next runs, which do not wait for the interval while it lasts.
+RETENTION_BATCH = 1000
+
 _retention_lock = threading.Lock()
 _retention_last_run: float | None = None
 
@@ -628,10 +638,13 @@ def retention_purge_if_due() -> PurgeReport | None:
         _retention_last_run = now
     cutoff = timezone.now() - timedelta(days=days)
     try:
-        report = purge_calls_older_than(cutoff, dry_run=False)
+        report = purge_calls_older_than(cutoff, dry_run=False, limit=RETENTION_BATCH)
     except Exception:
         logger.exception("retention purge failed; next try in %s s", interval)
         return None
+    if report.more and not report.failures:
+        with _retention_lock:
+            _retention_last_run = None  # the next call goes on with the backlog
     if report.calls or report.failures:
         logger.info(
             "retention (%s days): purged %s call(s), %s recording(s), %s bytes; "

@@ -181,7 +181,7 @@ def test_of_many_threads_finishing_calls_at_once_one_purges(settings, monkeypatc
     settings.CALLRECORDER_RETENTION_DAYS = 30
     purges = []
 
-    def slow_purge(cutoff, *, dry_run):
+    def slow_purge(cutoff, *, dry_run, limit=None):
         purges.append(cutoff)
         time.sleep(0.2)  # still purging while the others ask
         return services.PurgeReport(cutoff=cutoff, dry_run=dry_run)
@@ -198,3 +198,17 @@ def test_of_many_threads_finishing_calls_at_once_one_purges(settings, monkeypatc
 
     assert len(purges) == 1
     assert sum(result is not None for result in results) == 1
+
+
+def test_a_backlog_is_purged_a_batch_a_run_without_waiting(settings, monkeypatch):
+    settings.CALLRECORDER_RETENTION_DAYS = 30
+    monkeypatch.setattr(services, "RETENTION_BATCH", 2)
+    old = [old_call(n, 40 + n, settings) for n in range(3)]
+
+    first = services.retention_purge_if_due()
+    second = services.retention_purge_if_due()
+
+    assert (first.deleted_calls, first.more) == (2, True)
+    assert (second.deleted_calls, second.more) == (1, False)
+    assert not Recording.objects.filter(pk__in=[r.pk for r in old]).exists()
+    assert services.retention_purge_if_due() is None  # caught up: wait now

@@ -63,7 +63,8 @@ class Command(BaseCommand):
         if purged is not None:
             self.stdout.write(
                 f"Retention ({settings.CALLRECORDER_RETENTION_DAYS} days): "
-                f"{purged.deleted_calls} call(s) purged."
+                f"{purged.deleted_calls} call(s) purged"
+                + ("; more are left for the next runs." if purged.more else ".")
             )
             for failure in purged.failures:
                 self.stderr.write(f"retention: {failure}")
