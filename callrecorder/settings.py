@@ -361,10 +361,10 @@ ACCESS_LOG_PLAY_WINDOW_SECONDS = float(
 # --- retention ------------------------------------------------------------
 
 # Calls (with their recordings) older than this many days are purged
-# automatically: by recover_recordings (make run runs it at start) and after
-# calls finish. Unset keeps every call forever; calls on legal hold and
-# calls still in progress are never purged. manage.py purge_recordings
-# purges by hand.
+# automatically wherever services.retention_purge_if_due() runs: in
+# recover_recordings (make run runs it at start), and after calls finish.
+# Unset keeps every call forever; calls on legal hold and calls still in
+# progress are never purged. manage.py purge_recordings purges by hand.
 _retention_days = os.environ.get("CALLRECORDER_RETENTION_DAYS", "").strip()
 CALLRECORDER_RETENTION_DAYS: int | None = None
 if _retention_days:
