@@ -13,6 +13,11 @@ lag is how late its `send()` completes relative to its schedule; once a
 second each call also sends a WebSocket ping, whose pong comes back only
 after the server has read every frame before it (a round-trip probe).
 
+With --dashboard-session, one signed-in dashboard (the list page's
+WebSocket, /ws/calls) watches the whole run, as a supervisor's browser
+would; what it received is reported (calls started and ended, level
+messages per second).
+
 Prints one JSON object on stdout. Run by bench/run.py, or by hand:
 
     .venv/bin/python bench/load.py --url http://127.0.0.1:8000 --calls 10 --seconds 5
@@ -137,7 +142,51 @@ class Call:
         self.close_code = socket.close_code
 
 
+class Dashboard:
+    """The list page's live socket, signed in: counts what the server pushes."""
+
+    def __init__(self) -> None:
+        self.counts = {"started": 0, "ended": 0, "levels": 0, "paused": 0}
+        self.level_times: list[float] = []
+        self.most_calls_in_levels = 0
+        self.task: asyncio.Task | None = None
+
+    async def open(self, base_url: str, session_key: str) -> None:
+        socket = await websockets.connect(
+            base_url.replace("http://", "ws://") + "/ws/calls",
+            additional_headers={
+                "Cookie": f"sessionid={session_key}",
+                "Origin": base_url,
+            },
+            max_size=2**24,
+            open_timeout=60,
+        )
+        self.task = asyncio.ensure_future(self._read(socket))
+
+    async def _read(self, socket) -> None:
+        async for text in socket:
+            message = json.loads(text)
+            self.counts[message["event"]] = self.counts.get(message["event"], 0) + 1
+            if message["event"] == "levels":
+                self.level_times.append(time.monotonic())
+                self.most_calls_in_levels = max(
+                    self.most_calls_in_levels, len(message["levels"])
+                )
+
+    def report(self, begin: float, end: float) -> dict:
+        during = [t for t in self.level_times if begin <= t <= end]
+        return {
+            **self.counts,
+            "levels_per_second": round(len(during) / max(end - begin, 1e-9), 2),
+            "most_calls_in_one_levels_message": self.most_calls_in_levels,
+        }
+
+
 async def run(args: argparse.Namespace) -> dict:
+    dashboard = None
+    if args.dashboard_session:
+        dashboard = Dashboard()
+        await dashboard.open(args.url.rstrip("/"), args.dashboard_session)
     calls = [Call() for _ in range(args.calls)]
     limits = httpx.Limits(max_connections=args.setup_concurrency)
     gate = asyncio.Semaphore(args.setup_concurrency)
@@ -173,12 +222,19 @@ async def run(args: argparse.Namespace) -> dict:
             call.error = f"stream: {type(error).__name__}: {error}"
 
     await asyncio.gather(*(stream(i, call) for i, call in enumerate(ready)))
+    stream_end = time.monotonic()
     stream_end_wall = time.time()
     client_cpu = (time.process_time() - cpu_start) / (
         stream_end_wall - stream_start_wall
     )
     errors = [call.error for call in calls if call.error]
+    watched = None
+    if dashboard is not None:
+        await asyncio.sleep(2)  # the last "ended" messages
+        dashboard.task.cancel()
+        watched = dashboard.report(start + 1, stream_end - 0.5)
     return {
+        "dashboard": watched,
         "calls": args.calls,
         "fast": args.fast,
         "setup_seconds": round(setup_seconds, 2),
@@ -220,6 +276,9 @@ def main() -> None:
         "--stop-after", type=float, default=0, help="fast: hang up after N seconds"
     )
     parser.add_argument("--setup-concurrency", type=int, default=20)
+    parser.add_argument(
+        "--dashboard-session", default="", help="watch as this signed-in session"
+    )
     args = parser.parse_args()
     if not args.url.startswith("http://127.0.0.1:"):
         parser.error("only http://127.0.0.1:PORT is allowed")

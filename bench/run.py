@@ -138,6 +138,7 @@ class Server:
             "DATABASE_URL": f"sqlite:///{self.db}",
         }
         env.pop("REDIS_URL", None)  # the app's default: in-memory channel layer
+        self.env = env
         # The app refuses sockets beyond CALLRECORDER_MAX_SOCKETS (default 200):
         # lifted, so the search finds what one process holds, not the setting.
         env["CALLRECORDER_MAX_SOCKETS"] = "100000"
@@ -259,9 +260,35 @@ class Server:
         self.stop()
 
 
+def dashboard_session(server: Server) -> str:
+    """A signed-in user's session key in the server's database (a supervisor)."""
+    script = (
+        "import django; django.setup()\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.test import Client\n"
+        "user = get_user_model().objects.create_user('bench-supervisor')\n"
+        "client = Client()\n"
+        "client.force_login(user)\n"
+        "print(client.cookies['sessionid'].value)\n"
+    )
+    env = {**server.env, "DJANGO_SETTINGS_MODULE": "callrecorder.settings"}
+    done = subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=APP,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
 def load_command(server: Server, calls: int, seconds: float, **options) -> list[str]:
     command = [PYTHON, "bench/load.py", "--url", server.url]
     command += ["--calls", str(calls), "--seconds", str(seconds)]
+    if options.get("dashboard"):
+        command += ["--dashboard-session", dashboard_session(server)]
     if options.get("fast"):
         command.append("--fast")
     if options.get("stop_after"):
@@ -330,10 +357,12 @@ def check_kept(server: Server, result: dict, timeout: float = 120) -> Kept:
 # --- the measurements -----------------------------------------------------
 
 
-def realtime_step(target: str, calls: int, seconds: float) -> dict:
+def realtime_step(
+    target: str, calls: int, seconds: float, dashboard: bool = False
+) -> dict:
     """N calls at real-time pace on a fresh server: lag, CPU, frames kept."""
     with Server(target) as server:
-        result = run_load(server, calls, seconds)
+        result = run_load(server, calls, seconds, dashboard=dashboard)
         kept = check_kept(server, result)
         begin, end = result["stream_start"] + 1, result["stream_end"] - 0.5
         cpu = server.cpu_share(begin, end) if end > begin + 1 else float("nan")
@@ -347,6 +376,13 @@ def realtime_step(target: str, calls: int, seconds: float) -> dict:
         problems.append("p99 lag")
     if cpu >= MAX_SERVER_CPU:
         problems.append("server CPU")
+    watched = result["dashboard"]
+    if dashboard and (
+        watched["started"] < calls
+        or watched["ended"] < calls
+        or watched["levels_per_second"] < 3
+    ):
+        problems.append("dashboard missed calls or levels")
     if problems and result["client_cpu"] > 0.9:
         problems.append("(client core saturated too)")
     return {
@@ -360,21 +396,28 @@ def realtime_step(target: str, calls: int, seconds: float) -> dict:
         "client_cpu": result["client_cpu"],
         "setup_s": result["setup_seconds"],
         "first_errors": result["first_errors"],
+        "dashboard": result["dashboard"],
     }
 
 
-def capacity(target: str, steps: list[int], seconds: float, refine: bool) -> dict:
+def capacity(
+    target: str,
+    steps: list[int],
+    seconds: float,
+    refine: bool,
+    dashboard: bool = False,
+) -> dict:
     """Largest passing step; stop at the first failure, then try the midpoint once.
 
     A failing step is run again once: other work on the machine causes stalls.
     """
     rows, best, failed = [], 0, None
     for calls in steps:
-        row = realtime_step(target, calls, seconds)
+        row = realtime_step(target, calls, seconds, dashboard)
         rows.append(row)
         log(f"  {target} {calls} calls: {row}")
         if not row["passed"]:
-            row = realtime_step(target, calls, seconds)
+            row = realtime_step(target, calls, seconds, dashboard)
             row["retry"] = True
             rows.append(row)
             log(f"  {target} {calls} calls, again: {row}")
@@ -384,7 +427,7 @@ def capacity(target: str, steps: list[int], seconds: float, refine: bool) -> dic
         best = calls
     if refine and failed and failed - best > 50:
         middle = (best + failed) // 50 * 25
-        row = realtime_step(target, middle, seconds)
+        row = realtime_step(target, middle, seconds, dashboard)
         rows.append(row)
         log(f"  {target} {middle} calls: {row}")
         best = middle if row["passed"] else best
@@ -738,6 +781,12 @@ def main() -> None:
     parser.add_argument(
         "--app", type=Path, default=ROOT, help="the app's directory (default: here)"
     )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="capacity with a signed-in live dashboard watching every step",
+    )
+    parser.add_argument("--steps", default="", help="capacity steps, e.g. 400,450,500")
     args = parser.parse_args()
     global APP
     APP = args.app.resolve()
@@ -757,6 +806,8 @@ def main() -> None:
         "profile_calls": 100 if quick else 200,
         "profile_seconds": 5 if quick else 15,
     }
+    if args.steps:
+        plan["steps"] = [int(step) for step in args.steps.split(",")]
     budget = args.max_minutes or (15 if quick else 45)
     deadline = time.monotonic() + budget * 60
     parts = args.only.split(",")
@@ -783,7 +834,11 @@ def main() -> None:
                     target,
                     "capacity",
                     lambda t: capacity(
-                        t, plan["steps"], plan["step_seconds"], not quick
+                        t,
+                        plan["steps"],
+                        plan["step_seconds"],
+                        not quick,
+                        args.dashboard,
                     ),
                 )
             )
@@ -831,6 +886,8 @@ def main() -> None:
     name = "quick" if quick else "full"
     if args.only != parser.get_default("only"):
         name += "-" + "-".join(parts)
+    if args.dashboard:
+        name += "-dashboard"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1, default=str))
     summary = table(results)
     (RESULTS / f"{name}.md").write_text(summary + "\n")

@@ -529,6 +529,10 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
             self.renew_task.cancel()
         await self.channel_layer.group_discard(CALLS_GROUP, self.channel_name)
 
+    async def watch_query(self, event: dict[str, Any]) -> None:
+        """A process just took its first call: tell it this page watches."""
+        await live.watch_renew(self.channel_layer)
+
     async def call_started(self, event: dict[str, Any]) -> None:
         await self.send_json({"event": "started", "call": event["call"]})
 

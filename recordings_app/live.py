@@ -146,6 +146,9 @@ class LevelMonitor:
         while True:
             try:
                 await channel_layer.group_add(RECORDERS_GROUP, channel)
+                # Dashboards opened before this process had a call said so
+                # to nobody: ask them now rather than wait for their renewal.
+                await channel_layer.group_send(CALLS_GROUP, {"type": "watch.query"})
                 while True:
                     message = await channel_layer.receive(channel)
                     if message.get("type") == "watch.renew":

@@ -18,7 +18,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from .audio import FinishedSpool, finishing_lock, read_meta, recover_spool
+from .audio import (
+    FinishedSpool,
+    finishing_lock,
+    read_meta,
+    recover_spool,
+    wav_peaks,
+)
 from .models import (
     GENESIS_HASH,
     AccessLogEntry,
@@ -254,6 +260,7 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
         paused_seconds=spool.paused_samples / spool.meta.sample_rate,
         ended_paused=spool.ended_paused,
         sha256=spool.sha256(),
+        peaks=_spool_peaks(spool),
         recovered=spool.recovered,
         started_at=spool.meta.started_at,
         ended_at=spool.ended_at,
@@ -274,6 +281,22 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
     return recording
 
 
+def _spool_peaks(spool: FinishedSpool) -> list[int]:
+    """The waveform, computed once here so no page load ever reads the audio."""
+    try:
+        with open(spool.path, "rb") as audio:
+            return wav_peaks(audio)
+    except ValueError:  # a header recovery could not make sense of: no waveform
+        logger.warning("%s: no waveform, the WAV header is unreadable", spool.path)
+        return []
+
+
+def recording_peaks(*, recording: Recording) -> list[int]:
+    """The waveform of a stored recording, read through the storage API."""
+    with recording.file.open("rb") as audio:
+        return wav_peaks(audio)
+
+
 _STORED_FIELDS = [
     "sample_rate",
     "sample_count",
@@ -287,6 +310,7 @@ _STORED_FIELDS = [
     "ended_paused",
     "sha256",
     "recovered",
+    "peaks",
 ]
 
 
@@ -326,9 +350,12 @@ def _recover(meta_path: Path) -> Recording | None:
             call=call,
             started_at=meta["started_at"],
             ended_at=stored["ended_at"],
-            **{field: stored[field] for field in _STORED_FIELDS},
+            # Metadata noted before waveforms were kept has no peaks.
+            **{field: stored[field] for field in _STORED_FIELDS if field in stored},
         )
         recording.file.name = stored["name"]
+        if "peaks" not in stored:
+            recording.peaks = recording_peaks(recording=recording)
         recording.save()
         meta_path.unlink()
         meta_path.with_suffix(".wav").unlink(missing_ok=True)

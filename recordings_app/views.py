@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from asgiref.sync import sync_to_async
@@ -40,7 +41,7 @@ from django.views.decorators.http import (
 from . import live, services, signatures, vonage
 from .forms import CallFilterForm
 from .http_range import RangeNotSatisfiable, parse_range
-from .models import AccessLogEntry, Call, LiveSocket, Recording
+from .models import AccessLogEntry, Call, CallEvent, LiveSocket, Recording
 from .routing import AUDIO_SOCKET_PATH, CALLS_SOCKET_PATH, LISTEN_SOCKET_PATH
 
 logger = logging.getLogger(__name__)
@@ -237,17 +238,124 @@ def call_row(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "recordings/_call_row.html", {"call": call})
 
 
+# Events worth a marker on the waveform; the table lists every event.
+_MARKED = {
+    "ringing": "Ringing",
+    "answered": "Answered",
+    "completed": "Call completed",
+    "websocket:dtmf": "Key pressed",
+    "recording:paused": "Recording paused",
+    "recording:resumed": "Recording resumed",
+    "recording:ended-paused": "Call ended while paused",
+}
+
+
+@dataclass
+class TimelineEntry:
+    """One event on the call's timeline, placed on a recording's time axis."""
+
+    event: CallEvent
+    recording_number: int | None = None  # 1-based; None when there is no audio
+    seconds: float | None = None  # into that recording; < 0 before it began
+
+    @property
+    def marked(self) -> bool:
+        return self.recording_number is not None and (
+            self.event.status in _MARKED and not self.event.is_websocket_leg
+        )
+
+    @property
+    def label(self) -> str:
+        label = _MARKED.get(self.event.status, self.event.status)
+        if digit := self.event.dtmf_digit:
+            return f"{label}: {digit}"
+        if by := self.event.payload.get("by"):
+            return f"{label} by {by}"
+        return label
+
+    @property
+    def kind(self) -> str:
+        """A CSS class for the marker: dtmf, paused, resumed or call."""
+        status = self.event.status
+        if status == "websocket:dtmf":
+            return "dtmf"
+        if status.startswith("recording:"):
+            return "resumed" if status == "recording:resumed" else "paused"
+        return "call"
+
+
+@dataclass
+class RecordingPanel:
+    """A recording with the timeline markers drawn on its waveform."""
+
+    recording: Recording
+    number: int
+    markers: list[TimelineMarker] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TimelineMarker:
+    entry: TimelineEntry
+    seconds: float  # clamped into the recording
+    percent: float
+
+
+def call_timeline(
+    recordings: Sequence[Recording], events: Sequence[CallEvent]
+) -> tuple[list[RecordingPanel], list[TimelineEntry]]:
+    """Put each event on the time axis of the recording it happened in.
+
+    An event belongs to the last recording that had started by then (the
+    first, for events before any audio): its offset is event.timestamp minus
+    that recording's start, so the waveform and the table share one axis.
+    """
+    panels = [
+        RecordingPanel(recording=recording, number=number)
+        for number, recording in enumerate(recordings, start=1)
+    ]
+    entries = []
+    for event in events:
+        entry = TimelineEntry(event=event)
+        if panels:
+            panel = panels[0]
+            for candidate in panels:
+                if candidate.recording.started_at <= event.timestamp:
+                    panel = candidate
+            recording = panel.recording
+            entry.recording_number = panel.number
+            entry.seconds = (event.timestamp - recording.started_at).total_seconds()
+            if entry.marked:
+                length = recording.duration_seconds
+                seconds = min(max(entry.seconds, 0.0), length)
+                panel.markers.append(
+                    TimelineMarker(
+                        entry=entry,
+                        seconds=round(seconds, 2),
+                        percent=round(100 * seconds / length, 3) if length else 0.0,
+                    )
+                )
+        entries.append(entry)
+    return panels, entries
+
+
 @require_GET
 @login_required
 def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    call = get_object_or_404(Call, pk=pk)
+    """A call: each recording's waveform and player, its events on the same axis."""
+    # Prefetched: the call's duration sums the same recordings.
+    call = get_object_or_404(Call.objects.prefetch_related("recordings"), pk=pk)
+    recordings = list(call.recordings.all())
+    panels, timeline = call_timeline(recordings, list(call.events.all()))
     return render(
         request,
         "recordings/call_detail.html",
         {
             "call": call,
-            "recordings": call.recordings.all(),
-            "events": call.events.all(),
+            "recordings": recordings,
+            "panels": panels,
+            "timeline": timeline,
+            "several_recordings": len(recordings) > 1,
+            "speeds": ["0.75", "1", "1.25", "1.5", "2"],
             "can_delete": can_delete(request.user),
             "live_socket": call.live_sockets.order_by("-id").first(),
             "calls_socket_path": CALLS_SOCKET_PATH,
@@ -309,14 +417,17 @@ def can_delete(user: Any) -> bool:
     return user.is_staff and user.has_perm("recordings_app.delete_recording")
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    """Staff delete a recording from the call's page (the page asks to confirm)."""
+    """Staff delete a recording; a GET (a page without script) asks to confirm."""
     if not can_delete(request.user):
         raise PermissionDenied("Only staff may delete recordings.")
     recording = get_object_or_404(Recording.objects.select_related("call"), pk=pk)
     call = recording.call
+    if request.method == "GET":
+        template = "recordings/recording_confirm_delete.html"
+        return render(request, template, {"recording": recording})
     try:
         services.recording_delete(
             recording=recording, user=request.user, ip_address=client_ip(request)

@@ -246,3 +246,73 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+# --- S3-compatible storage: a real moto server ------------------------------
+
+S3_BUCKET = "callrecorder-test"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path) -> Iterator[str]:
+    """A moto S3 server in its own process, with an empty bucket."""
+    port = free_port()
+    log = open(tmp_path / "moto.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError((tmp_path / "moto.log").read_text()) from None
+            time.sleep(0.1)
+    s3_client(endpoint).create_bucket(Bucket=S3_BUCKET)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def use_s3(endpoint: str, settings, monkeypatch) -> dict[str, str]:
+    """Store this test's recordings in the bucket; returns a server's environment."""
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": S3_BUCKET,
+                "endpoint_url": endpoint,
+                "region_name": "us-east-1",
+                "default_acl": "private",
+                "file_overwrite": False,
+            },
+        },
+    }
+    return {
+        **S3_CREDENTIALS,
+        "AWS_STORAGE_BUCKET_NAME": S3_BUCKET,
+        "AWS_S3_ENDPOINT_URL": endpoint,
+        "AWS_S3_REGION_NAME": "us-east-1",
+    }

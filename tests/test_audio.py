@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import os
 import random
@@ -7,6 +9,7 @@ import wave
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recordings_app import audio
@@ -263,3 +266,86 @@ def test_hostile_call_uuid_cannot_escape_the_spool_dir(
     written = {path for path in tmp_path.rglob("*") if path.is_file()}
     assert written == {finished.path, finished.meta_path}
     assert json.loads(finished.meta_path.read_text())["call_uuid"] == call_uuid
+
+
+def wav_file(samples, rate: int = 16000) -> io.BytesIO:
+    """An in-memory 16-bit mono WAV of the given samples."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    buffer.seek(0)
+    return buffer
+
+
+def tone(seconds: float, amplitude: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return np.rint(amplitude * np.sin(2 * np.pi * 440 * t))
+
+
+def test_silence_draws_a_flat_waveform():
+    peaks = audio.wav_peaks(wav_file(np.zeros(16000 * 3)))
+
+    assert len(peaks) == audio.PEAK_SLICES
+    assert set(peaks) == {0}
+
+
+def test_a_full_scale_tone_reaches_the_top_of_the_waveform():
+    peaks = audio.wav_peaks(wav_file(tone(2, 32767)))
+
+    assert min(peaks) >= 990
+    assert max(peaks) == 1000
+
+
+def test_a_loud_second_half_shows_in_the_second_half_of_the_waveform():
+    quiet_then_loud = np.concatenate([tone(5, 1000), tone(5, 30000)])
+
+    peaks = audio.wav_peaks(wav_file(quiet_then_loud), slices=100)
+
+    assert len(peaks) == 100
+    assert max(peaks[:50]) <= 31  # 1000 / 32768 of full scale
+    assert min(peaks[50:]) >= 900
+
+
+def test_peaks_are_bounded_whatever_the_length_and_fewer_for_very_short_audio():
+    assert len(audio.wav_peaks(wav_file(np.zeros(16000 * 61)))) == 1000
+    assert len(audio.wav_peaks(wav_file(np.zeros(16000 * 60 + 7)))) == 1000
+    assert len(audio.wav_peaks(wav_file(np.zeros(1999)))) == 1000
+    assert len(audio.wav_peaks(wav_file(np.ones(250)))) == 250
+    assert audio.wav_peaks(wav_file([])) == []
+
+
+@pytest.mark.parametrize("chunk", [1000, 4093, 1024 * 1024])
+def test_each_peak_is_the_loudest_sample_of_its_slice_however_it_is_read(
+    monkeypatch, chunk
+):
+    samples = np.random.default_rng(1).integers(-32768, 32768, 16000 * 4 + 3)
+    samples[12345] = -32768  # full scale the other way
+    bounds = [k * len(samples) // 300 for k in range(301)]
+    slices = [np.abs(samples[a:b]) for a, b in itertools.pairwise(bounds)]
+    expected = [min(round(s.max() * 1000 / 32768), 1000) for s in slices]
+    monkeypatch.setattr(audio, "_PEAK_CHUNK_SAMPLES", chunk)
+
+    assert audio.wav_peaks(wav_file(samples), slices=300) == expected
+
+
+def test_the_spool_of_a_call_gives_its_waveform(tmp_path):
+    writer = spool_writer(tmp_path)
+    loud = np.full(320, 16384, dtype="<i2").tobytes()
+    for _ in range(50):
+        writer.write(bytes(640))  # a second of silence
+    for _ in range(50):
+        writer.write(loud)  # then a second at half scale
+    finished = writer.close()
+
+    with open(finished.path, "rb") as handle:
+        peaks = audio.wav_peaks(handle, slices=10)
+
+    assert peaks == [0] * 5 + [500] * 5
+
+
+def test_a_file_that_is_not_a_wav_has_no_waveform():
+    with pytest.raises(ValueError, match="not a PCM WAV"):
+        audio.wav_peaks(io.BytesIO(b"not audio at all"))

@@ -92,7 +92,7 @@ def test_a_simulated_call_shows_on_the_list_and_plays_in_the_detail_page(
     assert audio.evaluate("a => a.seekable.length") == 1
     assert audio.evaluate("a => a.seekable.end(0)") == pytest.approx(duration, abs=0.1)
     assert 206 in [response.status for response in media_responses]
-    page.screenshot(path=ARTIFACTS / "call-detail.png", full_page=True)
+    # call-detail.png is taken by test_browser_detail.py, with event markers.
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download WAV").click()

@@ -86,6 +86,7 @@ def test_a_spool_left_by_a_dead_writer_becomes_a_recovered_recording(settings):
     assert wav_data(recording) == audio
     assert recording.call.uuid == "aaaaaaaa-0000-0000-0000-000000000001"
     assert recording.sha256 and len(recording.sha256) == 64
+    assert len(recording.peaks) == 1000 and max(recording.peaks) > 0
     assert list(settings.SPOOL_DIR.iterdir()) == []
 
 
@@ -193,15 +194,41 @@ async def test_a_database_failure_after_storing_is_finished_by_recovery(
     await send_frames(communicator, audio, FRAME)
     await communicator.disconnect()
     [meta] = settings.SPOOL_DIR.glob("*.json")
-    stored_name = json.loads(meta.read_text())["stored"]["name"]
+    stored = json.loads(meta.read_text())["stored"]
     monkeypatch.undo()
 
     await in_thread(recover)
 
     [recording] = await recordings_of()
-    assert recording.file.name == stored_name
+    assert recording.file.name == stored["name"]
     assert wav_of(recording)[1] == audio
+    assert recording.peaks == stored["peaks"] and len(recording.peaks) == 1000
     assert list(settings.SPOOL_DIR.iterdir()) == []
+
+
+@socket_test
+async def test_recovery_draws_the_waveform_when_older_metadata_has_none(
+    settings, monkeypatch
+):
+    audio = pcm(0.4, 16000)
+
+    def database_down(self, *args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Recording, "save", database_down)
+    communicator = await open_socket()
+    await send_frames(communicator, audio, FRAME)
+    await communicator.disconnect()
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    noted = json.loads(meta.read_text())
+    drawn = noted["stored"].pop("peaks")  # as noted before waveforms were kept
+    meta.write_text(json.dumps(noted))
+    monkeypatch.undo()
+
+    await in_thread(recover)
+
+    [recording] = await recordings_of()
+    assert recording.peaks == drawn and max(drawn) > 0
 
 
 # --- a real server, really broken -------------------------------------------

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+import io
 from datetime import timedelta
-from io import StringIO
 
-import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
@@ -22,74 +16,21 @@ from django.utils import timezone
 from recordings_app.models import Call, Recording
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
-from .conftest import free_port, running_server, wait_for_recordings
+from .conftest import (
+    S3_BUCKET,
+    running_server,
+    s3_client,
+    use_s3,
+    wait_for_recordings,
+)
 
 pytestmark = pytest.mark.e2e
-BUCKET = "callrecorder-test"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-@pytest.fixture
-def s3_endpoint(tmp_path) -> Iterator[str]:
-    """A moto S3 server in its own process, with an empty bucket."""
-    port = free_port()
-    log = open(tmp_path / "moto.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError((tmp_path / "moto.log").read_text()) from None
-            time.sleep(0.1)
-    client(endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
-
-
-def client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture
 def s3_server(s3_endpoint, settings, monkeypatch, transactional_db, tmp_path):
     """Daphne and this test process, both storing recordings in the bucket."""
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    env = {
-        **CREDENTIALS,
-        "AWS_STORAGE_BUCKET_NAME": BUCKET,
-        "AWS_S3_ENDPOINT_URL": s3_endpoint,
-        "AWS_S3_REGION_NAME": "us-east-1",
-    }
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": BUCKET,
-                "endpoint_url": s3_endpoint,
-                "region_name": "us-east-1",
-                "default_acl": "private",
-                "file_overwrite": False,
-            },
-        },
-    }
+    env = use_s3(s3_endpoint, settings, monkeypatch)
     with running_server(settings, tmp_path, extra_env=env) as server:
         yield server
 
@@ -110,7 +51,9 @@ def test_a_finished_call_is_uploaded_and_nothing_stays_on_disk(
 ):
     audio, recording = record_a_call(s3_server)
 
-    stored = client(s3_endpoint).get_object(Bucket=BUCKET, Key=recording.file.name)
+    stored = s3_client(s3_endpoint).get_object(
+        Bucket=S3_BUCKET, Key=recording.file.name
+    )
     wav_bytes = stored["Body"].read()
     assert wav_bytes[44:] == audio
     assert len(wav_bytes) == recording.size_bytes
@@ -158,7 +101,7 @@ def test_deleting_in_the_admin_removes_the_object(s3_server, s3_endpoint, admin_
     )
 
     with pytest.raises(ClientError, match="404"):
-        client(s3_endpoint).head_object(Bucket=BUCKET, Key=recording.file.name)
+        s3_client(s3_endpoint).head_object(Bucket=S3_BUCKET, Key=recording.file.name)
 
 
 def test_the_retention_purge_removes_the_object_and_the_row(s3_server, s3_endpoint):
@@ -167,8 +110,24 @@ def test_the_retention_purge_removes_the_object_and_the_row(s3_server, s3_endpoi
         started_at=timezone.now() - timedelta(days=40)
     )
 
-    call_command("purge_recordings", "--older-than", "30d", "--yes", stdout=StringIO())
+    call_command(
+        "purge_recordings", "--older-than", "30d", "--yes", stdout=io.StringIO()
+    )
 
     with pytest.raises(ClientError, match="404"):
-        client(s3_endpoint).head_object(Bucket=BUCKET, Key=recording.file.name)
+        s3_client(s3_endpoint).head_object(Bucket=S3_BUCKET, Key=recording.file.name)
     assert not Recording.objects.filter(pk=recording.pk).exists()
+
+
+def test_compute_peaks_reads_the_waveform_back_from_the_bucket(s3_server):
+    _, recording = record_a_call(s3_server)
+    drawn = recording.peaks
+    # beep_tone: 12000 of 32768 for half a second, then half a second of silence
+    assert max(drawn[:500]) == round(12000 * 1000 / 32768)
+    assert set(drawn[520:980]) == {0}
+    Recording.objects.update(peaks=[])
+
+    call_command("compute_peaks", stdout=io.StringIO())
+
+    recording.refresh_from_db()
+    assert recording.peaks == drawn

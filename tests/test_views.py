@@ -219,6 +219,24 @@ def test_detail_shows_each_recordings_integrity(user_client, recording):
     assert "Odd-byte carries" in page
 
 
+def test_completeness_is_given_only_against_a_length_that_holds_the_audio(
+    user_client, recording
+):
+    url = recording.call.get_absolute_url()
+    Recording.objects.filter(pk=recording.pk).update(
+        frame_count=490, expected_frame_count=500
+    )
+    assert "490 received of 500 expected" in user_client.get(url).content.decode()
+
+    # Streamed faster than real time (a simulator): no "627 of 1 (100%)".
+    Recording.objects.filter(pk=recording.pk).update(
+        frame_count=627, expected_frame_count=1
+    )
+    page = user_client.get(url).content.decode()
+    assert "of 1 expected" not in page
+    assert "627 received, more than the call's length holds" in page
+
+
 def test_the_stored_sha256_is_the_downloaded_files(user_client, recording):
     import hashlib
 
@@ -430,3 +448,91 @@ def test_a_call_in_progress_is_listed_as_live_not_among_finished_calls(user_clie
     assert "447700100001" in page.split('id="live-row-template"')[0]
     assert "447700100001" not in finished and "447700100002" in finished
     assert "1 call" in finished and "2 calls" not in finished
+
+
+def event_at(recording: Recording, seconds: float, status: str, **payload) -> CallEvent:
+    return CallEvent.objects.create(
+        call=recording.call,
+        source="staff" if status.startswith("recording:") else "socket",
+        status=status,
+        timestamp=Recording.objects.get(pk=recording.pk).started_at
+        + timedelta(seconds=seconds),
+        payload=payload,
+        fingerprint=f"{status}:{seconds}:{payload}",
+    )
+
+
+def test_detail_draws_the_stored_waveform_and_offers_speeds(user_client, recording):
+    Recording.objects.filter(pk=recording.pk).update(peaks=[0, 500, 1000])
+
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+
+    assert '<script type="application/json">[0, 500, 1000]</script>' in page
+    assert 'role="slider"' in page and 'aria-label="Position in recording 1"' in page
+    assert 'aria-valuetext="0:00 of 0:02"' in page
+    for speed in ("0.75", "1", "1.25", "1.5", "2"):
+        assert f'<option value="{speed}"' in page
+    assert "16000 Hz" in page
+
+
+def test_events_are_timed_from_the_start_of_the_recording(user_client, recording):
+    event_at(recording, 1.2, "websocket:dtmf", digit="5", duration=260)
+    event_at(recording, 1.6, "recording:paused", by="sam")
+    event_at(recording, -3, "answered")  # before the audio began
+
+    response = user_client.get(recording.call.get_absolute_url())
+
+    [panel] = response.context["panels"]
+    markers = {m.entry.event.status: m for m in panel.markers}
+    assert markers["websocket:dtmf"].seconds == 1.2
+    assert markers["websocket:dtmf"].percent == 60.0
+    assert markers["answered"].seconds == 0  # drawn at the start
+    page = response.content.decode()
+    assert 'aria-label="Key pressed: 5 at 0:01: play from here"' in page
+    assert 'aria-label="Recording paused by sam at 0:02: play from here"' in page
+    assert "−0:03" in page  # the table keeps the true offset
+
+
+def test_paused_silence_and_ending_paused_are_said(user_client, recording):
+    Recording.objects.filter(pk=recording.pk).update(
+        paused_seconds=12.0, ended_paused=True
+    )
+
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+
+    assert "12 s paused (silence)" in page
+    assert "the call ended while recording was paused" in page
+
+
+def test_detail_runs_the_same_few_queries_however_many_recordings_and_events(
+    user_client, settings, django_assert_max_num_queries
+):
+    call = make_call(1)
+    recordings = [
+        record(call, b"\x00\x01" * 3200, settings.SPOOL_DIR) for _ in range(5)
+    ]
+    for n in range(20):
+        event_at(recordings[n % 5], 0.05, "websocket:dtmf", digit=str(n % 10), n=n)
+
+    # session, user, call, its recordings, its events, its live socket
+    with django_assert_max_num_queries(6):
+        response = user_client.get(call.get_absolute_url())
+    assert response.content.decode().count('aria-label="Key pressed:') == 20
+
+
+def test_without_script_staff_confirm_a_delete_on_a_page_of_its_own(
+    admin_client, recording
+):
+    url = reverse("recordings:recording_delete", args=[recording.pk])
+
+    page = admin_client.get(url).content.decode()
+
+    assert "Delete this recording?" in page
+    assert f'href="{recording.call.get_absolute_url()}">Cancel</a>' in page
+    assert Recording.objects.filter(pk=recording.pk).exists()
+
+
+def test_a_listener_gets_no_delete_confirmation(user_client, recording):
+    url = reverse("recordings:recording_delete", args=[recording.pk])
+
+    assert user_client.get(url).status_code == 403

@@ -22,6 +22,16 @@ def clock(seconds: float | int | None) -> str:
 
 
 @register.filter
+def offset(seconds: float | None) -> str:
+    """Where an event falls in a recording: 3.4 -> "0:03"; -2 -> "−0:02" (before)."""
+    if seconds is None:
+        return "—"
+    if seconds <= -0.5:
+        return f"−{clock(-seconds)}"
+    return clock(max(seconds, 0))
+
+
+@register.filter
 def seconds_since(moment: datetime | str | None) -> float:
     """A live call's elapsed time when the page is made; the page ticks on."""
     if not isinstance(moment, datetime):  # a row template for the page's script

@@ -65,6 +65,7 @@
     const row = liveElement(callId);
     if (row) { row.remove(); }
     list.hidden = liveRows.children.length === 0;
+    if (document.querySelector("[data-reload-when-finished]")) { location.reload(); return; }  // the first call
     if (!finishedRows) { finishedNotice.hidden = false; return; }
     const response = await fetch(list.dataset.rowUrl.replace("/0/", `/${callId}/`), { credentials: "same-origin" });
     if (!response.ok) { finishedNotice.hidden = false; return; }
@@ -85,7 +86,11 @@
     } else if (message.event === "paused") {
       const element = liveElement(message.call_id);
       if (element) { showPaused(element, message.paused, message.by); }
-      if (callPanel && element) { location.reload(); }  // the pause button's state
+      const pauseForm = element && element.querySelector("[data-pause-form]");
+      if (pauseForm) {  // someone else paused or resumed: offer the other action
+        pauseForm.elements.action.value = message.paused ? "resume" : "pause";
+        pauseForm.querySelector("button").textContent = message.paused ? "Resume recording" : "Pause recording";
+      }
     } else if (message.event === "ended") {
       if (callPanel) {
         if (liveElement(message.call_id)) { location.reload(); }  // the recording is ready

@@ -1,0 +1,287 @@
+"""The call page in a real Chromium: waveform seeking, speed, event markers, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.files.storage import default_storage
+from django.db import connections
+from django.test import Client
+
+from recordings_app.models import CallEvent, Recording
+from recordings_app.simulator import CallPlan, load_wav, play_call, speak
+from recordings_app.templatetags.recordings import offset
+
+from .conftest import ROOT, require, wait_for_recordings
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = ROOT / "test-artifacts"
+HAVE_METADATA = 1
+RATE = 16000
+SILENCE = (6.0, 8.0)  # where the simulated call holds two seconds of silence
+
+
+def outside_the_event_loop(function, *args):
+    """Run ORM work in a thread: Playwright's sync API runs a loop in this one."""
+
+    def run():
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+@pytest.fixture
+def recorded_call(daphne_server, tmp_path: Path):
+    """A call of real speech with a pause in it, key 1 pressed, played like Vonage.
+
+    The two seconds of silence and the staff events around them are what a
+    staff member pausing the recording leaves (pause and resume on the
+    timeline, silence in the audio); they are put in by hand because a call
+    played faster than real time ends before anyone could click Pause.
+    """
+    require("espeak-ng")
+    first = speak(
+        "Hello, you are through to accounts. How can I help you today?",
+        tmp_path / "first.wav",
+    )
+    second = speak(
+        "Thank you. I have taken the payment. Is there anything else?",
+        tmp_path / "second.wav",
+    )
+
+    def audio(rate: int) -> bytes:
+        opening = load_wav(first, rate)
+        opening += bytes(max(0, int(SILENCE[0] * rate) * 2 - len(opening)))
+        pause = bytes(int((SILENCE[1] - SILENCE[0]) * rate) * 2)
+        return opening + pause + load_wav(second, rate)
+
+    async def play():
+        async with httpx.AsyncClient(timeout=30) as http:
+            plan = CallPlan(audio=audio, dtmf="1", realtime=False)
+            return await play_call(http, daphne_server.url, plan)
+
+    sent = asyncio.run(play())
+    [recording] = wait_for_recordings(sent.uuid)
+    started = recording.started_at
+    for status, at in zip(
+        ("recording:paused", "recording:resumed"), SILENCE, strict=True
+    ):
+        CallEvent.objects.create(
+            call=recording.call,
+            source=CallEvent.Source.STAFF,
+            status=status,
+            timestamp=started + timedelta(seconds=at),
+            payload={"by": "supervisor", "at_seconds": at},
+            fingerprint=f"test:{status}",
+        )
+    Recording.objects.filter(pk=recording.pk).update(
+        paused_seconds=SILENCE[1] - SILENCE[0]
+    )
+    dtmf = CallEvent.objects.get(call=recording.call, status="websocket:dtmf")
+    dtmf_at = offset((dtmf.timestamp - started).total_seconds())
+    return recording, dtmf_at
+
+
+def signed_in(browser, server_url: str, user, **page_options):
+    """A page whose browser holds the user's session (signed in by the test client)."""
+
+    def session_cookies() -> list[dict[str, str]]:
+        client = Client()
+        client.force_login(user)
+        return [
+            {"name": name, "value": morsel.value, "url": server_url}
+            for name, morsel in client.cookies.items()
+        ]
+
+    context = browser.new_context(**page_options)
+    context.add_cookies(outside_the_event_loop(session_cookies))
+    return context.new_page()
+
+
+@pytest.fixture
+def listener_page(daphne_server, recorded_call, user, browser):
+    recording, _ = recorded_call
+    page = signed_in(
+        browser, daphne_server.url, user, viewport={"width": 1100, "height": 900}
+    )
+    page.goto(daphne_server.url + recording.call.get_absolute_url())
+    page.wait_for_function(
+        f"() => document.querySelector('audio').readyState >= {HAVE_METADATA}"
+    )
+    return page
+
+
+def wait_for_time(page, seconds: float, tolerance: float) -> float:
+    page.wait_for_function(
+        "([t, tol]) => "
+        "Math.abs(document.querySelector('audio').currentTime - t) <= tol",
+        arg=[seconds, tolerance],
+    )
+    return page.locator("audio").evaluate("a => a.currentTime")
+
+
+def test_clicking_the_middle_of_the_waveform_seeks_to_the_middle_and_arrows_step_5_s(
+    listener_page, recorded_call
+):
+    page = listener_page
+    recording, _ = recorded_call
+    duration = page.locator("audio").evaluate("a => a.duration")
+    assert duration == pytest.approx(recording.duration_seconds, abs=0.1)
+    slider = page.get_by_role("slider", name="Position in recording 1")
+
+    box = slider.bounding_box()
+    slider.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+
+    middle = wait_for_time(page, duration / 2, tolerance=0.02 * duration)
+    assert slider.get_attribute("aria-valuenow") == str(round(middle))
+    assert slider.evaluate("s => s === document.activeElement")
+
+    page.keyboard.press("ArrowRight")
+    assert wait_for_time(page, middle + 5, tolerance=0.05) == pytest.approx(
+        middle + 5, abs=0.05
+    )
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    assert wait_for_time(page, middle - 5, tolerance=0.05) == pytest.approx(
+        middle - 5, abs=0.05
+    )
+    assert slider.get_attribute("aria-valuetext") == (
+        f"{offset(middle - 5)} of {offset(duration)}"
+    )
+
+
+def test_the_speed_selector_changes_how_fast_the_recording_plays(listener_page):
+    page = listener_page
+    audio = page.locator("audio")
+    assert audio.evaluate("a => a.playbackRate") == 1
+
+    speed = page.get_by_label("Speed")
+    assert [o.strip() for o in speed.locator("option").all_inner_texts()] == [
+        "0.75×",
+        "1×",
+        "1.25×",
+        "1.5×",
+        "2×",
+    ]
+    speed.select_option("1.5")
+    assert audio.evaluate("a => a.playbackRate") == 1.5
+    speed.select_option("0.75")
+    assert audio.evaluate("a => a.playbackRate") == 0.75
+
+
+def test_events_are_marked_on_the_waveform_and_timed_in_the_timeline(
+    listener_page, recorded_call
+):
+    page = listener_page
+    recording, dtmf_at = recorded_call
+    duration = recording.duration_seconds
+
+    # The key pressed in the call: a marker on the waveform, a row with its offset.
+    key = page.get_by_role(
+        "button", name=f"Key pressed: 1 at {dtmf_at}: play from here"
+    )
+    assert key.is_visible()
+    assert key.inner_text() == "1"
+    dtmf_row = page.get_by_role("row").filter(has_text="websocket:dtmf")
+    assert dtmf_row.get_by_role("cell").nth(1).inner_text() == dtmf_at
+
+    # The pause sits where it happened on the waveform's time axis.
+    track = page.get_by_role("slider").bounding_box()
+    paused = page.get_by_role(
+        "button", name="Recording paused by supervisor at 0:06: play from here"
+    )
+    resumed = page.get_by_role(
+        "button", name="Recording resumed by supervisor at 0:08: play from here"
+    )
+    for marker, seconds in ((paused, SILENCE[0]), (resumed, SILENCE[1])):
+        box = marker.bounding_box()
+        centre = box["x"] + box["width"] / 2 - track["x"]
+        assert centre / track["width"] == pytest.approx(seconds / duration, abs=0.01)
+    assert page.get_by_text("2 s paused (silence)").is_visible()
+
+    resumed.click()
+    wait_for_time(page, SILENCE[1], tolerance=0.05)
+    # The timeline's "At" offset plays from there too.
+    paused_row = page.get_by_role("row").filter(has_text="recording:paused")
+    assert paused_row.get_by_role("cell").nth(1).inner_text() == "0:06"
+    paused_row.get_by_role("button", name="Play recording from 0:06").click()
+    wait_for_time(page, SILENCE[0], tolerance=0.05)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "call-detail.png", full_page=True)
+    page.emulate_media(color_scheme="dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(20, 20, 23)"
+    page.screenshot(path=ARTIFACTS / "call-detail-dark.png", full_page=True)
+
+    # On a phone the page fits the screen: nothing to scroll sideways.
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.wait_for_timeout(100)  # the waveform redraws at the new width
+    assert page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    assert page.get_by_role("slider").bounding_box()["width"] > 300
+    page.screenshot(path=ARTIFACTS / "call-detail-phone.png", full_page=True)
+
+
+def test_staff_delete_a_recording_after_confirming_and_cancelling_keeps_it(
+    daphne_server, recorded_call, admin_user, browser
+):
+    recording, _ = recorded_call
+    name = recording.file.name
+    page = signed_in(browser, daphne_server.url, admin_user)
+    page.goto(daphne_server.url + recording.call.get_absolute_url())
+    dialog = page.get_by_role("dialog", name="Delete recording 1?")
+
+    page.get_by_role("button", name="Delete recording").click()
+    assert dialog.is_visible()
+    assert dialog.get_by_role("button", name="Cancel").evaluate(
+        "b => b === document.activeElement"
+    )
+    dialog.get_by_role("button", name="Cancel").click()
+    assert dialog.is_hidden()
+    assert page.get_by_role("slider", name="Position in recording 1").is_visible()
+    assert default_storage.exists(name)
+
+    page.get_by_role("button", name="Delete recording").click()
+    dialog.get_by_role("button", name="Delete for good").click()
+    page.wait_for_url(daphne_server.url + recording.call.get_absolute_url())
+
+    assert page.get_by_role("status").inner_text() == "The recording was deleted."
+    assert page.get_by_text("No audio was recorded for this call.").is_visible()
+    assert page.locator("audio").count() == 0
+    assert not default_storage.exists(name)
+    assert not outside_the_event_loop(
+        lambda: Recording.objects.filter(pk=recording.pk).exists()
+    )
+
+
+def test_without_script_delete_asks_on_a_page_of_its_own(
+    daphne_server, recorded_call, admin_user, browser
+):
+    recording, _ = recorded_call
+    page = signed_in(browser, daphne_server.url, admin_user, java_script_enabled=False)
+    page.goto(daphne_server.url + recording.call.get_absolute_url())
+
+    page.get_by_role("button", name="Delete recording").click()
+    assert page.get_by_role("heading", name="Delete this recording?").is_visible()
+    page.get_by_role("link", name="Cancel").click()
+    assert page.locator("audio").count() == 1
+
+    page.get_by_role("button", name="Delete recording").click()
+    page.get_by_role("button", name="Delete for good").click()
+    assert page.get_by_text("No audio was recorded for this call.").is_visible()
+    assert re.search(r"/calls/\d+/$", page.url)
+    assert not default_storage.exists(recording.file.name)
