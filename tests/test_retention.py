@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from channels.db import database_sync_to_async
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -16,6 +18,7 @@ from django.utils import timezone
 from recordings_app import services
 from recordings_app.models import AccessLogEntry, Call, LiveSocket, Recording
 
+from .test_consumer import open_socket, pcm, recordings_of, send_frames
 from .test_views import make_call, record
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +215,20 @@ def test_a_backlog_is_purged_a_batch_a_run_without_waiting(settings, monkeypatch
     assert (second.deleted_calls, second.more) == (1, False)
     assert not Recording.objects.filter(pk__in=[r.pk for r in old]).exists()
     assert services.retention_purge_if_due() is None  # caught up: wait now
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_call_ending_runs_the_automatic_purge(settings):
+    settings.CALLRECORDER_RETENTION_DAYS = 30
+    old = await database_sync_to_async(old_call)(90, 31, settings)
+    recorder = await open_socket()
+    await send_frames(recorder, pcm(0.2, 16000), 640)
+    await recorder.disconnect()
+
+    for _ in range(100):
+        if not await Call.objects.filter(pk=old.call_id).aexists():
+            break
+        await asyncio.sleep(0.05)
+    assert not await Call.objects.filter(pk=old.call_id).aexists()
+    assert not default_storage.exists(old.file.name)
+    assert len(await recordings_of()) == 1  # the call that just ended is kept
