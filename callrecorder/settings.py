@@ -361,3 +361,24 @@ RECORDINGS_X_ACCEL_PREFIX = os.environ.get(
 ACCESS_LOG_PLAY_WINDOW_SECONDS = float(
     os.environ.get("ACCESS_LOG_PLAY_WINDOW_SECONDS", "1800")
 )
+
+# --- retention ------------------------------------------------------------
+
+# Calls (with their recordings) older than this many days are purged
+# automatically wherever services.retention_purge_if_due() runs: in
+# recover_recordings (make run runs it at start), and after calls finish.
+# Unset keeps every call forever; calls on legal hold and calls still in
+# progress are never purged. manage.py purge_recordings purges by hand.
+_retention_days = os.environ.get("CALLRECORDER_RETENTION_DAYS", "").strip()
+CALLRECORDER_RETENTION_DAYS: int | None = None
+if _retention_days:
+    if not _retention_days.isdigit() or int(_retention_days) < 1:
+        raise ImproperlyConfigured(
+            "CALLRECORDER_RETENTION_DAYS must be a whole number of days (1 or "
+            f"more), or unset to keep calls forever; not {_retention_days!r}"
+        )
+    CALLRECORDER_RETENTION_DAYS = int(_retention_days)
+# The automatic purge runs at most this often in one process.
+CALLRECORDER_RETENTION_CHECK_SECONDS = float(
+    os.environ.get("CALLRECORDER_RETENTION_CHECK_SECONDS", "3600")
+)

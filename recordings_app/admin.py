@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import unquote
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -58,8 +61,50 @@ class CallEventInline(admin.TabularInline):
         return False
 
 
+class RefuseDeletingHeldCalls:
+    """Deleting in the admin refuses, with a clear message, calls on legal hold.
+
+    `held` names the lookup from this admin's model to Call.legal_hold.
+    services.recording_delete refuses too; this is what the user sees.
+    """
+
+    held: str
+
+    def _refuse(self, request, what: str) -> None:
+        self.message_user(
+            request,
+            f"Not deleted: {what} on legal hold. Release the hold first.",
+            messages.ERROR,
+        )
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if (
+            obj is not None
+            and self.model.objects.filter(pk=obj.pk, **{self.held: True}).exists()
+        ):
+            self._refuse(request, "this call is")
+            opts = self.model._meta
+            return redirect(
+                reverse(
+                    f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]
+                )
+            )
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.action(
+        permissions=["delete"], description="Delete selected %(verbose_name_plural)s"
+    )
+    def delete_selected(self, request, queryset):
+        held = queryset.filter(**{self.held: True}).count()
+        if held:
+            self._refuse(request, f"{held} of the selected belong to a call")
+            return None
+        return django_delete_selected(self, request, queryset)
+
+
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     list_display = [
         "started_at",
         "from_number",
@@ -68,8 +113,9 @@ class CallAdmin(admin.ModelAdmin):
         "status",
         "duration_seconds",
         "recording_count",
+        "legal_hold",
     ]
-    list_filter = ["status", "direction", "started_at"]
+    list_filter = ["status", "direction", "legal_hold", "started_at"]
     search_fields = ["from_number", "to_number", "uuid", "conversation_uuid"]
     date_hierarchy = "started_at"
     readonly_fields = [
@@ -84,8 +130,33 @@ class CallAdmin(admin.ModelAdmin):
         "duration_seconds",
         "created_at",
         "updated_at",
+        "legal_hold",
+        "legal_hold_by",
+        "legal_hold_at",
     ]
     inlines = [RecordingInline, CallEventInline]
+    actions = ["delete_selected", "place_legal_hold", "release_legal_hold"]
+    held = "legal_hold"
+
+    @admin.action(permissions=["change"], description="Place on legal hold")
+    def place_legal_hold(self, request, queryset) -> None:
+        changed = [
+            services.legal_hold_set(call=call, on=True, by=request.user)
+            for call in queryset
+        ]
+        self.message_user(
+            request, f"{sum(map(bool, changed))} call(s) placed on legal hold."
+        )
+
+    @admin.action(permissions=["change"], description="Release legal hold")
+    def release_legal_hold(self, request, queryset) -> None:
+        changed = [
+            services.legal_hold_set(call=call, on=False, by=request.user)
+            for call in queryset
+        ]
+        self.message_user(
+            request, f"Legal hold released on {sum(map(bool, changed))} call(s)."
+        )
 
     def delete_model(self, request, obj: Call) -> None:
         services.call_delete(call=obj, user=request.user, ip_address=client_ip(request))
@@ -106,7 +177,7 @@ class CallAdmin(admin.ModelAdmin):
 
 
 @admin.register(Recording)
-class RecordingAdmin(admin.ModelAdmin):
+class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     list_display = [
         "started_at",
         "call",
@@ -138,6 +209,8 @@ class RecordingAdmin(admin.ModelAdmin):
         "ended_at",
         "created_at",
     ]
+    actions = ["delete_selected"]
+    held = "call__legal_hold"
 
     @admin.display(description="audio")
     def player(self, recording: Recording) -> str:

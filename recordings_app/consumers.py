@@ -20,6 +20,7 @@ from channels.generic.websocket import (
 )
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 
 from . import live, services, signatures
 from .audio import SpoolWriter
@@ -316,6 +317,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             await self.store_recording(code)
         finally:
             await self.leave_live()
+        await sync_to_async(purge_old_calls_if_due, thread_sensitive=False)()
 
     async def store_recording(self, code: int) -> None:
         try:
@@ -489,6 +491,18 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             )
         except Exception:  # Redis down: live pages miss it, the call goes on
             logger.exception("call %s: %s not published", self.call_uuid, event_type)
+
+
+def purge_old_calls_if_due() -> None:
+    """Automatic retention, where calls end (a cheap check unless it is due).
+
+    In a thread of its own, not the one all sockets share for their queries:
+    a purge may take seconds.
+    """
+    try:
+        services.retention_purge_if_due()
+    finally:
+        connection.close()  # this worker thread's own
 
 
 async def accept_and_close(consumer: AsyncWebsocketConsumer, code: int) -> None:

@@ -36,7 +36,11 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["status", "-started_at"])]
+        indexes = [
+            models.Index(fields=["status", "-started_at"]),
+            # The list's order, so any page (OFFSET) walks the index, no sort.
+            models.Index(fields=["-started_at", "-id"], name="call_newest_first"),
+        ]
 
     def __str__(self) -> str:
         parties = f"{self.from_number or '?'} → {self.to_number or '?'}"

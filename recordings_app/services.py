@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .audio import (
@@ -440,11 +444,29 @@ def recording_play_log(
     )
 
 
+class CallOnLegalHold(Exception):
+    """A call on legal hold keeps its recordings: deleting them is refused."""
+
+
+def _refuse_if_held(call_id: int) -> None:
+    # Read under a row lock: a hold placed a moment ago is seen, and one
+    # placed from now on waits for this delete to commit.
+    if Call.objects.select_for_update().filter(pk=call_id, legal_hold=True).exists():
+        raise CallOnLegalHold(
+            "This call is on legal hold: its recordings cannot be deleted "
+            "until the hold is released."
+        )
+
+
 @transaction.atomic
 def recording_delete(
     *, recording: Recording, user: Any, ip_address: str | None
 ) -> None:
-    """Delete a recording (its file goes once the delete commits) and log who did."""
+    """Delete a recording (its file goes once the delete commits) and log who did.
+
+    Raises CallOnLegalHold, deleting nothing, when its call is on legal hold.
+    """
+    _refuse_if_held(recording.call_id)
     access_log_append(
         action=AccessLogEntry.Action.DELETE,
         recording=recording,
@@ -456,7 +478,208 @@ def recording_delete(
 
 @transaction.atomic
 def call_delete(*, call: Call, user: Any, ip_address: str | None) -> None:
-    """Delete a call with its events and recordings, logging each recording."""
+    """Delete a call with its events and recordings, logging each recording.
+
+    Raises CallOnLegalHold, deleting nothing, when the call is on legal hold.
+    """
+    _refuse_if_held(call.pk)
     for recording in call.recordings.select_related("call"):
         recording_delete(recording=recording, user=user, ip_address=ip_address)
     call.delete()
+
+
+@transaction.atomic
+def legal_hold_set(*, call: Call, on: bool, by: Any) -> CallEvent | None:
+    """Place a call on legal hold (no purge, no delete) or release it.
+
+    Puts who did it on the call's timeline; setting what is already set
+    changes nothing and returns None.
+    """
+    locked = Call.objects.select_for_update().get(pk=call.pk)
+    if locked.legal_hold == on:
+        for name in ("legal_hold", "legal_hold_by", "legal_hold_at"):
+            setattr(call, name, getattr(locked, name))
+        return None
+    now = timezone.now()
+    username = by.get_username()
+    call.legal_hold = on
+    call.legal_hold_by = username if on else ""
+    call.legal_hold_at = now if on else None
+    Call.objects.filter(pk=call.pk).update(
+        legal_hold=call.legal_hold,
+        legal_hold_by=call.legal_hold_by,
+        legal_hold_at=call.legal_hold_at,
+        updated_at=now,
+    )
+    return CallEvent.objects.create(
+        call=call,
+        source=CallEvent.Source.STAFF,
+        status="legal-hold:on" if on else "legal-hold:off",
+        timestamp=now,
+        payload={"by": username},
+        fingerprint=f"legal-hold:{now.isoformat()}:{on}",
+    )
+
+
+# --- retention ---------------------------------------------------------------
+
+
+class _Retention:
+    """Who the access log names for recordings the retention purge deleted."""
+
+    pk = None
+
+    @staticmethod
+    def get_username() -> str:
+        return "retention purge"
+
+
+@dataclass
+class PurgeReport:
+    """What a purge found older than its cutoff, and what it deleted."""
+
+    cutoff: datetime
+    dry_run: bool
+    calls: int = 0
+    recordings: int = 0
+    bytes: int = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    held: int = 0
+    deleted_calls: int = 0
+    deleted_recordings: int = 0
+    deleted_bytes: int = 0
+    failures: list[str] = field(default_factory=list)
+    more: bool = False
+
+
+def purgeable_calls(cutoff: datetime) -> QuerySet[Call]:
+    """Calls started before the cutoff, neither on legal hold nor in progress."""
+    return Call.objects.filter(started_at__lt=cutoff, legal_hold=False).exclude(
+        Exists(LiveSocket.objects.filter(call=OuterRef("pk")))
+    )
+
+
+def purge_calls_older_than(
+    cutoff: datetime, *, dry_run: bool, limit: int | None = None
+) -> PurgeReport:
+    """Delete calls started before the cutoff, files and rows together.
+
+    Each recording's file is deleted through the storage API first, then its
+    row (with an access log entry); a call goes once none of its recordings
+    is left. A file that cannot be deleted keeps its row and its call, and
+    is reported: nothing is ever orphaned. Should the database fail just
+    after a file went, its row stays, and the next purge (whose storage
+    delete of a missing file is a no-op) finishes the job. Calls on legal
+    hold or in progress are never touched, even if held since listed.
+    With a limit, only that many of the oldest calls go (report.more says
+    whether others were left for another run).
+    """
+    calls = purgeable_calls(cutoff)
+    found = calls.aggregate(
+        calls=Count("pk"), oldest=Min("started_at"), newest=Max("started_at")
+    )
+    audio = Recording.objects.filter(call__in=calls).aggregate(
+        recordings=Count("pk"), bytes=Sum("size_bytes")
+    )
+    report = PurgeReport(
+        cutoff=cutoff,
+        dry_run=dry_run,
+        calls=found["calls"],
+        recordings=audio["recordings"],
+        bytes=audio["bytes"] or 0,
+        oldest=found["oldest"],
+        newest=found["newest"],
+        held=Call.objects.filter(started_at__lt=cutoff, legal_hold=True).count(),
+    )
+    if dry_run or not report.calls:
+        return report
+    ids = calls.order_by("started_at", "pk").values_list("pk", flat=True)
+    if limit is not None:
+        ids = ids[:limit]
+        report.more = report.calls > limit
+    for call_id in list(ids):
+        _purge_call(call_id, cutoff, report)
+    return report
+
+
+@transaction.atomic
+def _purge_call(call_id: int, cutoff: datetime, report: PurgeReport) -> None:
+    call = purgeable_calls(cutoff).select_for_update().filter(pk=call_id).first()
+    if call is None:  # held, live or deleted since the purge listed it
+        return
+    kept = 0
+    for recording in call.recordings.select_related("call"):
+        name = recording.file.name
+        try:
+            if name:
+                recording.file.storage.delete(name)
+        except Exception as error:
+            kept += 1
+            logger.exception("purge: could not delete %s; its row is kept", name)
+            report.failures.append(
+                f"call {call.pk}: file {name} not deleted ({error}); kept"
+            )
+            continue
+        access_log_append(
+            action=AccessLogEntry.Action.DELETE,
+            recording=recording,
+            user=_Retention(),
+            ip_address=None,
+        )
+        recording.delete()
+        report.deleted_recordings += 1
+        report.deleted_bytes += recording.size_bytes
+    if not kept:
+        call.delete()
+        report.deleted_calls += 1
+
+
+# Calls one automatic run deletes at most: a purge after a call finishes, or
+# at start, stays short; a backlog (retention just turned on) is worked off
+# by the next runs, which do not wait for the interval while it lasts.
+RETENTION_BATCH = 1000
+
+_retention_lock = threading.Lock()
+_retention_last_run: float | None = None
+
+
+def retention_purge_if_due() -> PurgeReport | None:
+    """Purge calls older than CALLRECORDER_RETENTION_DAYS, at most once an interval.
+
+    Cheap when not due (a lock and a clock read), so it can be called after
+    every call; thread-safe: of threads calling at once, one purges and the
+    others return None at once. A thread of its own should close its
+    database connection afterwards (django.db.connection.close()).
+    Errors are logged, never raised: a purge must not break a call.
+    """
+    global _retention_last_run
+    days = settings.CALLRECORDER_RETENTION_DAYS
+    if not days:
+        return None
+    with _retention_lock:
+        now = time.monotonic()
+        interval = settings.CALLRECORDER_RETENTION_CHECK_SECONDS
+        if _retention_last_run is not None and now - _retention_last_run < interval:
+            return None
+        _retention_last_run = now
+    cutoff = timezone.now() - timedelta(days=days)
+    try:
+        report = purge_calls_older_than(cutoff, dry_run=False, limit=RETENTION_BATCH)
+    except Exception:
+        logger.exception("retention purge failed; next try in %s s", interval)
+        return None
+    if report.more and not report.failures:
+        with _retention_lock:
+            _retention_last_run = None  # the next call goes on with the backlog
+    if report.calls or report.failures:
+        logger.info(
+            "retention (%s days): purged %s call(s), %s recording(s), %s bytes; "
+            "%s failure(s)",
+            days,
+            report.deleted_calls,
+            report.deleted_recordings,
+            report.deleted_bytes,
+            len(report.failures),
+        )
+    return report

@@ -5,6 +5,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from recordings_app import services
 from recordings_app.models import Call, CallEvent, Recording
 
 from .test_views import make_call, record
@@ -113,3 +114,108 @@ def test_deleting_a_call_deletes_its_recording_files(admin_client, recordings):
 
     assert not Call.objects.filter(pk=call.pk).exists()
     assert not default_storage.exists(name)
+
+
+@pytest.fixture
+def held(recordings, admin_user) -> Recording:
+    """The first recording, its call on legal hold."""
+    services.legal_hold_set(call=recordings[0].call, on=True, by=admin_user)
+    return recordings[0]
+
+
+def refused(response, recording: Recording) -> bool:
+    """The admin said why, and neither the row nor the file went."""
+    return (
+        "Not deleted:" in response.content.decode()
+        and "on legal hold" in response.content.decode()
+        and Recording.objects.filter(pk=recording.pk).exists()
+        and default_storage.exists(recording.file.name)
+    )
+
+
+def test_deleting_a_held_calls_recording_is_refused(admin_client, held):
+    response = admin_client.post(
+        reverse("admin:recordings_app_recording_delete", args=[held.pk]),
+        {"post": "yes"},
+        follow=True,
+    )
+
+    assert refused(response, held)
+
+
+def test_bulk_deleting_recordings_refuses_when_one_is_held(
+    admin_client, held, recordings
+):
+    response = admin_client.post(
+        reverse("admin:recordings_app_recording_changelist"),
+        {
+            "action": "delete_selected",
+            ACTION_CHECKBOX_NAME: [recording.pk for recording in recordings],
+            "post": "yes",
+        },
+        follow=True,
+    )
+
+    assert refused(response, held)
+    assert Recording.objects.count() == 3
+
+
+def test_deleting_a_held_call_is_refused(admin_client, held):
+    response = admin_client.post(
+        reverse("admin:recordings_app_call_delete", args=[held.call_id]),
+        {"post": "yes"},
+        follow=True,
+    )
+
+    assert refused(response, held)
+    assert Call.objects.filter(pk=held.call_id).exists()
+
+
+def test_bulk_deleting_calls_refuses_when_one_is_held(admin_client, held):
+    response = admin_client.post(
+        reverse("admin:recordings_app_call_changelist"),
+        {
+            "action": "delete_selected",
+            ACTION_CHECKBOX_NAME: list(Call.objects.values_list("pk", flat=True)),
+            "post": "yes",
+        },
+        follow=True,
+    )
+
+    assert refused(response, held)
+    assert Call.objects.count() == 3
+
+
+def test_the_service_refuses_too_whatever_the_caller(held, admin_user):
+    with pytest.raises(services.CallOnLegalHold):
+        services.call_delete(call=held.call, user=admin_user, ip_address=None)
+
+    assert Recording.objects.filter(pk=held.pk).exists()
+
+
+def test_admin_actions_place_and_release_legal_hold(admin_client, recordings):
+    url = reverse("admin:recordings_app_call_changelist")
+    chosen = [recordings[0].call_id, recordings[1].call_id]
+
+    placed = admin_client.post(
+        url,
+        {"action": "place_legal_hold", ACTION_CHECKBOX_NAME: chosen},
+        follow=True,
+    ).content.decode()
+
+    assert "2 call(s) placed on legal hold." in placed
+    assert set(
+        Call.objects.filter(legal_hold=True).values_list("pk", flat=True)
+    ) == set(chosen)
+    assert CallEvent.objects.filter(status="legal-hold:on").count() == 2
+    filtered = admin_client.get(url, {"legal_hold__exact": "1"}).content.decode()
+    assert "447700100000" in filtered and "447700100002" not in filtered
+
+    released = admin_client.post(
+        url,
+        {"action": "release_legal_hold", ACTION_CHECKBOX_NAME: chosen[:1]},
+        follow=True,
+    ).content.decode()
+
+    assert "Legal hold released on 1 call(s)." in released
+    assert list(Call.objects.filter(legal_hold=True)) == [recordings[1].call]

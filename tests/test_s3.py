@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import timedelta
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
-from recordings_app.models import Recording
+from recordings_app.models import Call, Recording
 from recordings_app.simulator import CallPlan, beep_tone, play_call
 
 from .conftest import (
@@ -100,6 +102,21 @@ def test_deleting_in_the_admin_removes_the_object(s3_server, s3_endpoint, admin_
 
     with pytest.raises(ClientError, match="404"):
         s3_client(s3_endpoint).head_object(Bucket=S3_BUCKET, Key=recording.file.name)
+
+
+def test_the_retention_purge_removes_the_object_and_the_row(s3_server, s3_endpoint):
+    _, recording = record_a_call(s3_server)
+    Call.objects.filter(pk=recording.call_id).update(
+        started_at=timezone.now() - timedelta(days=40)
+    )
+
+    call_command(
+        "purge_recordings", "--older-than", "30d", "--yes", stdout=io.StringIO()
+    )
+
+    with pytest.raises(ClientError, match="404"):
+        s3_client(s3_endpoint).head_object(Bucket=S3_BUCKET, Key=recording.file.name)
+    assert not Recording.objects.filter(pk=recording.pk).exists()
 
 
 def test_compute_peaks_reads_the_waveform_back_from_the_bucket(s3_server):

@@ -95,3 +95,19 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout():
         assert cursor.fetchone()[0] == "wal"
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] == 20000
+
+
+@pytest.mark.parametrize("days", ["thirty", "0", "-5", "1.5"])
+def test_a_retention_that_is_not_a_whole_number_of_days_refuses_to_start(days):
+    result = load_settings(CALLRECORDER_RETENTION_DAYS=days)
+
+    assert result.returncode != 0
+    assert "CALLRECORDER_RETENTION_DAYS must be a whole number of days" in (
+        result.stderr
+    )
+
+
+def test_a_retention_in_days_is_accepted():
+    result = load_settings(CALLRECORDER_RETENTION_DAYS="90")
+
+    assert result.returncode == 0, result.stderr

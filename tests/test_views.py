@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from recordings_app import services
 from recordings_app.audio import SpoolWriter
-from recordings_app.models import Call, CallEvent, Recording
+from recordings_app.models import Call, CallEvent, LiveSocket, Recording
 
 pytestmark = pytest.mark.django_db
 
@@ -332,6 +333,121 @@ def test_a_filtered_page_runs_the_same_few_queries(
     with django_assert_max_num_queries(6):
         page = listed(user_client, q="4477001", status="completed", sort="caller")
     assert page.count('class="play"') == 25
+
+
+def hold(call: Call, admin_user) -> Call:
+    services.legal_hold_set(call=call, on=True, by=admin_user)
+    return call
+
+
+def test_staff_place_a_call_on_legal_hold_and_everyone_sees_the_badge(
+    admin_client, user_client, recording
+):
+    call = recording.call
+
+    response = admin_client.post(
+        reverse("recordings:call_legal_hold", args=[call.pk]),
+        {"action": "on"},
+        follow=True,
+    )
+
+    page = response.content.decode()
+    assert response.redirect_chain[-1][0] == call.get_absolute_url()
+    assert "This call is on legal hold" in page  # the message
+    assert "— kept whatever the retention (set by admin on " in page
+    assert "Release legal hold" in page
+    event = call.events.get(status="legal-hold:on")
+    assert (event.source, event.payload) == ("staff", {"by": "admin"})
+    listener_page = user_client.get(call.get_absolute_url()).content.decode()
+    assert "kept whatever the retention (set by admin" in listener_page
+    assert "Release legal hold" not in listener_page
+
+
+def test_staff_release_a_legal_hold(admin_client, admin_user, recording):
+    call = hold(recording.call, admin_user)
+
+    page = admin_client.post(
+        reverse("recordings:call_legal_hold", args=[call.pk]),
+        {"action": "off"},
+        follow=True,
+    ).content.decode()
+
+    assert "Legal hold released" in page
+    assert "kept whatever the retention (set by" not in page
+    assert "Place on legal hold" in page
+    call.refresh_from_db()
+    assert not call.legal_hold and call.events.filter(status="legal-hold:off")
+
+
+def test_only_staff_may_place_a_legal_hold(user_client, recording):
+    url = reverse("recordings:call_legal_hold", args=[recording.call_id])
+
+    response = user_client.post(url, {"action": "on"})
+
+    assert response.status_code == 403
+    assert not Call.objects.get(pk=recording.call_id).legal_hold
+    page = user_client.get(recording.call.get_absolute_url()).content.decode()
+    assert "Place on legal hold" not in page
+
+
+def test_legal_hold_needs_a_login_a_post_and_the_csrf_token(
+    client, admin_user, recording
+):
+    url = reverse("recordings:call_legal_hold", args=[recording.call_id])
+    assert client.post(url, {"action": "on"})["Location"].startswith("/accounts/")
+
+    client.force_login(admin_user)
+    assert client.get(url).status_code == 405
+    client.handler.enforce_csrf_checks = True
+    assert client.post(url, {"action": "on"}).status_code == 403
+    assert not Call.objects.get(pk=recording.call_id).legal_hold
+
+
+def test_deleting_a_recording_of_a_held_call_is_refused(
+    admin_client, admin_user, recording
+):
+    hold(recording.call, admin_user)
+
+    page = admin_client.post(
+        reverse("recordings:recording_delete", args=[recording.pk]), follow=True
+    ).content.decode()
+
+    assert "Not deleted. This call is on legal hold" in page
+    assert Recording.objects.filter(pk=recording.pk).exists()
+    assert recording.file.storage.exists(recording.file.name)
+
+
+def test_the_list_marks_calls_on_legal_hold(user_client, admin_user, three_calls):
+    hold(three_calls[1], admin_user)
+
+    rows = listed(user_client).split("<tr>")
+
+    held = [row for row in rows if 'class="badge legal-hold"' in row]
+    assert len(held) == 1 and "447700100002" in held[0]
+
+
+def test_date_filter_days_are_the_sites_local_days(user_client, settings):
+    settings.TIME_ZONE = "America/New_York"
+    late_evening = datetime(2026, 3, 10, 23, 30, tzinfo=ZoneInfo("America/New_York"))
+    make_call(1, started_at=late_evening)  # already 11 March in UTC
+
+    assert shown(listed(user_client, since="2026-03-10", until="2026-03-10")) == [1]
+    assert shown(listed(user_client, since="2026-03-11")) == []
+
+
+def test_a_call_in_progress_is_listed_as_live_not_among_finished_calls(user_client):
+    live = make_call(1)
+    make_call(2)
+    LiveSocket.objects.create(
+        call=live, channel_name="c", spool_name="s.wav", sample_rate=16000
+    )
+
+    page = listed(user_client)
+    finished = page.split('id="live-row-template"')[1]
+
+    assert "447700100001" in page.split('id="live-row-template"')[0]
+    assert "447700100001" not in finished and "447700100002" in finished
+    assert "1 call" in finished and "2 calls" not in finished
 
 
 def event_at(recording: Recording, seconds: float, status: str, **payload) -> CallEvent:

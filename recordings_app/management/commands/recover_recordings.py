@@ -4,6 +4,7 @@ Run it before the server starts (make run does) and from time to time in
 production: a spool is orphaned when its server died mid-call or storage
 failed when the call ended. Live calls are never touched: their writer holds
 a lock on the spool, and a spool written within the grace period is left.
+With CALLRECORDER_RETENTION_DAYS set, it then purges calls past retention.
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ class Command(BaseCommand):
                 f"{recording.duration_seconds:.1f} s -> {recording.file.name}"
             )
         self.stdout.write(f"{recovered} recording(s) recovered.")
+        # make run runs this at start: the moment for automatic retention too.
+        purged = services.retention_purge_if_due()
+        if purged is not None:
+            self.stdout.write(
+                f"Retention ({settings.CALLRECORDER_RETENTION_DAYS} days): "
+                f"{purged.deleted_calls} call(s) purged"
+                + ("; more are left for the next runs." if purged.more else ".")
+            )
+            for failure in purged.failures:
+                self.stderr.write(f"retention: {failure}")
         if failures:
             raise CommandError(
                 f"{failures} spool(s) could not be recovered; they are kept"
