@@ -75,4 +75,7 @@ test-services: venv
 
 screenshots:
 	@test -f test-artifacts/call-list.png || { echo "Run make test first: the browser tests take the screenshots."; exit 1; }
-	cp test-artifacts/call-list.png test-artifacts/call-detail.png docs/
+	cp test-artifacts/call-list.png test-artifacts/call-list-search.png \
+	   test-artifacts/call-detail.png test-artifacts/call-detail-dark.png docs/
+	@# Taken by the two-worker test, in the PostgreSQL + Redis pass only.
+	-cp test-artifacts/call-list-live.png test-artifacts/call-live-paused.png docs/
