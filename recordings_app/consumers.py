@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import (
@@ -25,7 +26,7 @@ from django.db import connection
 from . import live, services, signatures
 from .audio import SpoolWriter
 from .live import CALLS_GROUP, CLOSE_FORBIDDEN, CLOSE_NOT_LIVE
-from .models import Call
+from .models import Call, LiveSocket
 from .vonage import (
     CLOSE_BAD_REQUEST,
     CLOSE_CALL_TOO_LONG,
@@ -78,6 +79,11 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     last_frame = b""
     listeners: dict[str, float]  # listen-in channel -> monotonic expiry
     listen_buffer: bytearray
+    # Messages for live pages, sent by a task of their own: the audio path
+    # never waits on Redis (a stalled Redis costs live pages, not audio).
+    outbox: asyncio.Queue | None = None
+    outbox_task: asyncio.Task | None = None
+    ending = False  # the call is over: its audio is being stored
 
     async def __call__(self, scope, receive, send) -> None:
         """Take the socket's messages one by one, in order.
@@ -278,7 +284,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             if self.listeners:
                 self.listen_buffer += bytes(len(frame)) if self.paused else frame
                 if len(self.listen_buffer) >= self.listen_chunk_bytes:
-                    await self.send_to_listeners()
+                    self.send_to_listeners()
             if self.spool.sample_count >= self.max_samples:
                 await self.refuse(
                     CLOSE_CALL_TOO_LONG,
@@ -313,11 +319,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             self.counted = False
         if self.spool is None:
             return
+        self.ending = True  # no pause now: the audio is complete
+        live.monitor().discard(self)
         try:
             await self.store_recording(code)
         finally:
             await self.leave_live()
-        await sync_to_async(purge_old_calls_if_due, thread_sensitive=False)()
+        run_in_background(purge_old_calls_if_due)
 
     async def store_recording(self, code: int) -> None:
         try:
@@ -388,9 +396,11 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             logger.exception("call %s: not shown live", self.call_uuid)
             return
         self.live_socket_id = live_socket.pk
+        self.outbox = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self.outbox_task = asyncio.ensure_future(self.deliver())
         self.control_task = asyncio.ensure_future(self.take_control_messages())
         live.monitor().add(self)
-        await self.publish(
+        self.publish(
             "call.started",
             call=live.call_summary(self.call, live_since=live_socket.started_at),
         )
@@ -402,16 +412,55 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         if self.control_task is not None:
             self.control_task.cancel()
         if self.listeners and self.listen_buffer:
-            await self.send_to_listeners()  # the last fraction of a second
+            self.send_to_listeners()  # the last fraction of a second
         for channel in list(self.listeners):
-            with contextlib.suppress(Exception):
-                await self.channel_layer.send(channel, {"type": "listen.ended"})
+            self.post(channel, {"type": "listen.ended"})
         self.listeners.clear()
         await self.run_quietly(
             services.live_socket_close, live_socket_id=self.live_socket_id
         )
         self.live_socket_id = None
-        await self.publish("call.ended")
+        if not await self.call_still_live():
+            self.publish("call.ended")
+        try:  # what is queued goes out, unless Redis has stalled
+            await asyncio.wait_for(self.outbox.join(), OUTBOX_DRAIN_SECONDS)
+        except TimeoutError:
+            logger.warning("call %s: live pages not told of the end", self.call_uuid)
+        self.outbox_task.cancel()
+
+    async def call_still_live(self) -> bool:
+        """Another socket records the same call (Vonage reconnected)."""
+        try:
+            return await LiveSocket.objects.filter(call_id=self.call.pk).aexists()
+        except Exception:
+            return False
+
+    def post(self, channel: str | None, message: dict[str, Any]) -> None:
+        """Queue a message for a live page (channel None: every dashboard)."""
+        if self.outbox is None:
+            return
+        # Full when Redis has stalled: live pages miss this, the recording not.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.outbox.put_nowait((channel, message))
+
+    async def deliver(self) -> None:
+        """Send what post() queued, in order."""
+        while True:
+            channel, message = await self.outbox.get()
+            try:
+                if channel is None:
+                    await self.channel_layer.group_send(CALLS_GROUP, message)
+                else:
+                    await self.channel_layer.send(channel, message)
+            except Exception:
+                if channel in self.listeners:  # a full or lost listener: gone
+                    del self.listeners[channel]
+                elif channel is None:
+                    logger.exception(
+                        "call %s: %s not published", self.call_uuid, message["type"]
+                    )
+            finally:
+                self.outbox.task_done()
 
     async def take_control_messages(self) -> None:
         """Pause, resume and listen-in requests, from any process; not per frame."""
@@ -432,24 +481,34 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 await asyncio.sleep(1)
 
     async def on_pause(self, message: dict[str, Any]) -> None:
-        """Pause or resume, then put it on the timeline and answer who asked."""
+        """Pause or resume, answer who asked, then put it on the timeline."""
+        if time.time() > float(message.get("expires_at") or "inf"):
+            return  # the page gave up waiting and said so: too late to apply
+        reply_to = message.get("reply_to")
+        if self.ending:
+            if reply_to:
+                await self.channel_layer.send(
+                    reply_to, {"type": "pause.done", "ended": True}
+                )
+            return
         paused = bool(message.get("paused"))
         by = str(message.get("by", ""))[:150]
-        changed = self.spool is not None and self.spool.paused != paused
+        changed = self.spool.paused != paused
+        self.spool.paused = paused
+        at_seconds = self.spool.seconds
+        if reply_to:  # the audio is silenced now: say so before the bookkeeping
+            await self.channel_layer.send(
+                reply_to, {"type": "pause.done", "paused": paused}
+            )
         if changed:
-            self.spool.paused = paused
             await self.run_quietly(
                 services.recording_pause_record,
                 live_socket_id=self.live_socket_id,
                 paused=paused,
                 by=by,
-                at_seconds=self.spool.seconds,
+                at_seconds=at_seconds,
             )
-            await self.publish("call.paused", paused=paused, by=by)
-        if reply_to := message.get("reply_to"):
-            await self.channel_layer.send(
-                reply_to, {"type": "pause.done", "paused": self.paused}
-            )
+            self.publish("call.paused", paused=paused, by=by)
 
     async def on_listen_renew(self, message: dict[str, Any]) -> None:
         channel = message.get("channel")
@@ -458,20 +517,17 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 self.listen_buffer.clear()
             self.listeners[channel] = time.monotonic() + live.LISTEN_SECONDS
 
-    async def send_to_listeners(self) -> None:
+    def send_to_listeners(self) -> None:
         """A chunk of audio to each staff member listening in (every 200 ms)."""
-        chunk, self.listen_buffer = bytes(self.listen_buffer), bytearray()
+        whole_samples = len(self.listen_buffer) // 2 * 2  # an odd byte waits
+        chunk = bytes(self.listen_buffer[:whole_samples])
+        del self.listen_buffer[:whole_samples]
         now = time.monotonic()
         for channel, until in list(self.listeners.items()):
             if until < now:
                 del self.listeners[channel]
-                continue
-            try:
-                await self.channel_layer.send(
-                    channel, {"type": "listen.audio", "audio": chunk}
-                )
-            except Exception:  # a full or lost channel: that listener is gone
-                del self.listeners[channel]
+            else:
+                self.post(channel, {"type": "listen.audio", "audio": chunk})
 
     async def run_quietly(self, function, **kwargs) -> Any:
         """A database write the call must survive without (it is logged)."""
@@ -481,16 +537,21 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             logger.exception("call %s: %s failed", self.call_uuid, function.__name__)
             return None
 
-    async def publish(self, event_type: str, **fields: Any) -> None:
-        """Tell live pages (via the channel layer) what happened to this call."""
-        if self.channel_layer is None:
-            return
-        try:
-            await self.channel_layer.group_send(
-                CALLS_GROUP, {"type": event_type, "call_id": self.call.pk, **fields}
-            )
-        except Exception:  # Redis down: live pages miss it, the call goes on
-            logger.exception("call %s: %s not published", self.call_uuid, event_type)
+    def publish(self, event_type: str, **fields: Any) -> None:
+        """Tell live pages what happened to this call."""
+        self.post(None, {"type": event_type, "call_id": self.call.pk, **fields})
+
+
+OUTBOX_SIZE = 100  # 20 s of listen-in chunks for one listener
+OUTBOX_DRAIN_SECONDS = 5.0
+background_tasks: set[asyncio.Future] = set()
+
+
+def run_in_background(function) -> None:
+    """Run a slow sync function in a thread, after the socket is done with."""
+    task = asyncio.ensure_future(sync_to_async(function, thread_sensitive=False)())
+    background_tasks.add(task)  # held until done: the loop keeps weak references
+    task.add_done_callback(background_tasks.discard)
 
 
 def purge_old_calls_if_due() -> None:
@@ -503,6 +564,16 @@ def purge_old_calls_if_due() -> None:
         services.retention_purge_if_due()
     finally:
         connection.close()  # this worker thread's own
+
+
+async def signed_in_user(scope) -> Any:
+    """The socket's user as the session says now (signed out or demoted since?)."""
+    session = scope.get("session")
+    if session is None or session.session_key is None:
+        return None
+    fresh = {"session": session.__class__(session.session_key)}
+    user = await get_user(fresh)
+    return user if user.is_authenticated else None
 
 
 async def accept_and_close(consumer: AsyncWebsocketConsumer, code: int) -> None:
@@ -528,12 +599,22 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_add(CALLS_GROUP, self.channel_name)
         await self.accept()
+        # The page was drawn a moment ago: calls may have started or ended
+        # since, before this socket joined the group.
+        calls = await database_sync_to_async(live.calls_in_progress)()
+        await self.send_json({"event": "snapshot", "calls": calls})
         self.renew_task = asyncio.ensure_future(self.keep_watching())
 
     async def keep_watching(self) -> None:
+        """Say this page watches; stop if its user signed out meanwhile."""
         while True:
+            if await signed_in_user(self.scope) is None:
+                await self.close(code=CLOSE_UNAUTHORIZED)
+                return
             try:
                 await live.watch_renew(self.channel_layer)
+                # Group members expire (a day, in Redis): a wall screen stays.
+                await self.channel_layer.group_add(CALLS_GROUP, self.channel_name)
             except Exception:
                 logger.warning("dashboard could not renew its watch", exc_info=True)
             await asyncio.sleep(live.WATCH_RENEW_SECONDS)
@@ -590,13 +671,24 @@ class ListenConsumer(AsyncWebsocketConsumer):
         if live_socket is None:
             await accept_and_close(self, CLOSE_NOT_LIVE)
             return
+        self.call_id = call_id
         self.recorder = live_socket.channel_name
         await self.accept()
         await self.send(text_data=json.dumps({"sample_rate": live_socket.sample_rate}))
         self.renew_task = asyncio.ensure_future(self.keep_listening())
 
     async def keep_listening(self) -> None:
+        """Ask for audio while the call and the staff member's rights last."""
         while True:
+            user = await signed_in_user(self.scope)
+            if user is None or not user.is_staff:
+                code = CLOSE_UNAUTHORIZED if user is None else CLOSE_FORBIDDEN
+                await self.close(code=code)
+                return
+            live_socket = await services.live_socket_for_call(call_id=self.call_id)
+            if live_socket is None or live_socket.channel_name != self.recorder:
+                await self.listen_ended({})  # ended, or its worker died
+                return
             try:
                 renew = {"type": "listen.renew", "channel": self.channel_name}
                 await self.channel_layer.send(self.recorder, renew)

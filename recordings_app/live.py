@@ -29,6 +29,10 @@ RECORDERS_GROUP = "recorders"
 WATCH_RENEW_SECONDS = 5.0
 WATCH_SECONDS = 15.0
 LEVEL_INTERVAL_SECONDS = 0.25
+# channels-redis forgets group members after a day: members renew this often.
+GROUP_RENEW_SECONDS = 600.0
+# Workers' clocks may differ by this much (a pause request's expiry).
+CLOCK_SLACK_SECONDS = 2.0
 # A listener renews every LISTEN_RENEW_SECONDS and is dropped LISTEN_SECONDS
 # after its last renewal; audio goes to it in chunks of LISTEN_CHUNK_SECONDS.
 LISTEN_RENEW_SECONDS = 3.0
@@ -51,27 +55,60 @@ class PauseNotConfirmed(Exception):
     """The process recording the call did not confirm a pause or resume in time."""
 
 
+class CallEnded(Exception):
+    """The call ended before the pause or resume could take effect."""
+
+
 async def ask_to_pause(
     channel_layer, recorder: str, *, paused: bool, by: str, timeout: float = 3.0
 ) -> bool:
     """Ask the call's recording socket, wherever it runs, to pause or resume.
 
     Waits for its answer: a page must never say "paused" while the audio is
-    still being recorded. Returns the state the socket confirmed.
+    still being recorded. Returns the state the socket confirmed. The
+    request expires with the wait, so one that arrives late (a stalled
+    worker) is dropped rather than applied after the page said it failed.
     """
     reply_to = await channel_layer.new_channel()
-    await channel_layer.send(
-        recorder,
-        {"type": "recording.pause", "paused": paused, "by": by, "reply_to": reply_to},
-    )
+    request = {
+        "type": "recording.pause",
+        "paused": paused,
+        "by": by,
+        "reply_to": reply_to,
+        "expires_at": time.time() + timeout + CLOCK_SLACK_SECONDS,
+    }
+
+    async def ask() -> dict:
+        await channel_layer.send(recorder, request)
+        return await channel_layer.receive(reply_to)
+
     try:
-        answer = await asyncio.wait_for(channel_layer.receive(reply_to), timeout)
+        answer = await asyncio.wait_for(ask(), timeout)
     except TimeoutError:
         raise PauseNotConfirmed(f"no answer within {timeout:g} s") from None
+    if answer.get("ended"):
+        raise CallEnded("the call ended")
     return bool(answer.get("paused"))
 
 
-def call_summary(call: Any, *, live_since: Any, paused: bool = False) -> dict:
+def calls_in_progress() -> list[dict]:
+    """Every call being recorded now, in any process (a page's first picture)."""
+    from .models import LiveSocket
+
+    return [
+        call_summary(
+            live_socket.call,
+            live_since=live_socket.started_at,
+            paused=live_socket.paused,
+            paused_by=live_socket.paused_by,
+        )
+        for live_socket in LiveSocket.objects.select_related("call")
+    ]
+
+
+def call_summary(
+    call: Any, *, live_since: Any, paused: bool = False, paused_by: str = ""
+) -> dict:
     """The few facts a dashboard row shows; sent once, when the socket opens."""
     return {
         "id": call.pk,
@@ -80,6 +117,7 @@ def call_summary(call: Any, *, live_since: Any, paused: bool = False) -> dict:
         "url": call.get_absolute_url(),
         "live_since": live_since.isoformat(),
         "paused": paused,
+        "paused_by": paused_by,
     }
 
 
@@ -128,6 +166,8 @@ class LevelMonitor:
             reader.cancel()
             with contextlib.suppress(Exception):
                 await channel_layer.group_discard(RECORDERS_GROUP, channel)
+            if self.calls:  # a call came while this one was winding down
+                self.task = asyncio.ensure_future(self.run())
 
     async def send_levels(self, channel_layer) -> None:
         levels = {
@@ -149,8 +189,17 @@ class LevelMonitor:
                 # Dashboards opened before this process had a call said so
                 # to nobody: ask them now rather than wait for their renewal.
                 await channel_layer.group_send(CALLS_GROUP, {"type": "watch.query"})
+                joined_at = time.monotonic()
                 while True:
-                    message = await channel_layer.receive(channel)
+                    if time.monotonic() - joined_at > GROUP_RENEW_SECONDS:
+                        await channel_layer.group_add(RECORDERS_GROUP, channel)
+                        joined_at = time.monotonic()
+                    try:
+                        message = await asyncio.wait_for(
+                            channel_layer.receive(channel), GROUP_RENEW_SECONDS
+                        )
+                    except TimeoutError:
+                        continue
                     if message.get("type") == "watch.renew":
                         seconds = min(float(message.get("seconds", 0)), WATCH_SECONDS)
                         self.watched_until = time.monotonic() + seconds

@@ -392,9 +392,13 @@ async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
         logger.error("call %s: pause=%s not confirmed: %s", pk, pause, error)
         messages.error(
             request,
-            f"The server recording this call did not confirm ({error}): "
-            f"recording was NOT {'paused' if pause else 'resumed'}. Try again.",
+            f"The server recording this call did not confirm ({error}): assume "
+            f"recording was NOT {'paused' if pause else 'resumed'}. The badge "
+            "below changes if it happens after all; otherwise try again.",
         )
+        return redirect(call_url)
+    except live.CallEnded:
+        messages.error(request, "The call has ended: there is nothing to pause.")
         return redirect(call_url)
     messages.success(
         request,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from asgiref.sync import ThreadSensitiveContext
@@ -11,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 from django.urls import reverse
 
@@ -390,3 +392,132 @@ def test_recovering_a_dead_writers_spool_ends_its_live_row(settings):
     recording = services.recording_recover(meta_path=meta_path)
     assert recording is not None and recording.recovered
     assert not LiveSocket.objects.filter(call=call).exists()
+
+
+# --- robustness: late pages, late requests, stalled Redis, lost rights -------
+
+
+async def test_a_page_opened_during_a_call_gets_it_in_its_first_message():
+    await caller(number="447700900888")
+    recorder = await open_socket()
+    await wait_until_live()
+    _, cookie = await signed_in()
+    dashboard = await open_dashboard(cookie)
+
+    snapshot = await next_event(dashboard, "snapshot", timeout=2)
+    assert [call["from"] for call in snapshot["calls"]] == ["447700900888"]
+    await recorder.disconnect()
+    await dashboard.disconnect()
+
+
+async def test_a_pause_asked_after_the_call_ended_is_refused(monkeypatch):
+    finalize = services.recording_finalize
+
+    def slow_finalize(**kwargs):  # a long call being stored
+        time.sleep(1.5)
+        return finalize(**kwargs)
+
+    monkeypatch.setattr(services, "recording_finalize", slow_finalize)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await send_frames(recorder, pcm(0.2, 16000), FRAME)
+    hanging_up = asyncio.ensure_future(recorder.disconnect())
+    await asyncio.sleep(0.3)  # the recording is being stored
+
+    with pytest.raises(live.CallEnded):
+        await pause(live_socket, True)
+    await hanging_up
+    [recording] = await recordings_of()
+    assert not recording.ended_paused
+    assert not await CallEvent.objects.filter(source="staff").aexists()
+
+
+async def test_a_pause_request_that_arrives_too_late_is_not_applied():
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await get_channel_layer().send(
+        live_socket.channel_name,
+        {"type": "recording.pause", "paused": True, "by": "x", "expires_at": 1.0},
+    )
+    await asyncio.sleep(0.2)
+    await send_frames(recorder, pcm(0.2, 16000), FRAME)
+    await recorder.disconnect()
+
+    [recording] = await recordings_of()
+    assert recording.paused_seconds == 0
+    assert not await CallEvent.objects.filter(source="staff").aexists()
+
+
+async def test_a_stalled_listener_never_holds_up_the_recording(monkeypatch):
+    layer = get_channel_layer()
+    send = layer.send
+    stalled = asyncio.Event()
+
+    async def stalling_send(channel, message):
+        if message["type"] == "listen.audio":
+            await stalled.wait()  # Redis hangs for listen-in traffic
+        return await send(channel, message)
+
+    monkeypatch.setattr(layer, "send", stalling_send)
+    audio = pcm(1.0, 16000)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    _, cookie = await signed_in(staff=True)
+    listener, connected, _ = await open_listener(live_socket.call_id, cookie)
+    assert connected
+    await asyncio.sleep(0.1)  # the renewal reaches the recorder
+    await send_frames(recorder, audio, FRAME)
+    await recorder.disconnect()
+
+    [recording] = await asyncio.wait_for(recordings_of(), 10)
+    assert wav_of(recording)[1] == audio
+    stalled.set()
+
+
+async def test_listen_in_gets_whole_samples_even_from_odd_frames():
+    audio = pcm(0.6, 16000)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    _, cookie = await signed_in(staff=True)
+    listener, _, _ = await open_listener(live_socket.call_id, cookie)
+    await listener.receive_from()  # the sample rate
+    await asyncio.sleep(0.1)
+    await send_frames(recorder, audio, 641)  # frames cut mid-sample
+    await recorder.disconnect()
+
+    heard = bytearray()
+    while (message := await listener.receive_output(timeout=5))["type"] != (
+        "websocket.close"
+    ):
+        if message.get("bytes"):
+            assert len(message["bytes"]) % 2 == 0
+            heard += message["bytes"]
+    assert bytes(heard) == audio
+
+
+async def test_listen_in_ends_when_the_call_is_no_longer_live(monkeypatch):
+    monkeypatch.setattr(live, "LISTEN_RENEW_SECONDS", 0.1)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    _, cookie = await signed_in(staff=True)
+    listener, _, _ = await open_listener(live_socket.call_id, cookie)
+    await listener.receive_from()
+    await LiveSocket.objects.filter(pk=live_socket.pk).adelete()  # worker died
+
+    assert json.loads(await listener.receive_from(timeout=2)) == {"event": "ended"}
+    await recorder.disconnect()
+
+
+async def test_a_dashboard_closes_when_its_user_signs_out_elsewhere(monkeypatch):
+    monkeypatch.setattr(live, "WATCH_RENEW_SECONDS", 0.1)
+    _, cookie = await signed_in()
+    dashboard = await open_dashboard(cookie)
+    await next_event(dashboard, "snapshot")
+    session_key = cookie.decode().split("=", 1)[1]
+    await database_sync_to_async(SessionStore(session_key).delete)()
+
+    while (message := await dashboard.receive_output(timeout=2))["type"] != (
+        "websocket.close"
+    ):
+        pass
+    assert message["code"] == 4401

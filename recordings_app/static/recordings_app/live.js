@@ -67,16 +67,36 @@
     list.hidden = liveRows.children.length === 0;
     if (document.querySelector("[data-reload-when-finished]")) { location.reload(); return; }  // the first call
     if (!finishedRows) { finishedNotice.hidden = false; return; }
+    if (finishedRows.querySelector(`tr[data-call-id="${callId}"]`)) { return; }  // drawn already
     const response = await fetch(list.dataset.rowUrl.replace("/0/", `/${callId}/`), { credentials: "same-origin" });
-    if (!response.ok) { finishedNotice.hidden = false; return; }
+    // A redirect is the sign-in page (the session ended): never put it in the table.
+    if (!response.ok || response.redirected) { finishedNotice.hidden = false; return; }
     const holder = document.createElement("template");
     holder.innerHTML = (await response.text()).trim();
     finishedRows.prepend(holder.content);
   }
 
   // --- both pages ------------------------------------------------------------
+  // What is live now, sent as the socket opens: the page may be a moment old.
+  function reconcile(calls) {
+    const live = new Set(calls.map((call) => String(call.id)));
+    if (callPanel) {
+      if (!live.has(String(callPanel.dataset.liveCall))) { location.reload(); }  // it ended
+      return;
+    }
+    for (const call of calls) {
+      addLiveRow(call);
+      showPaused(liveElement(call.id), call.paused, call.paused_by);
+    }
+    for (const row of Array.from(liveRows.children)) {
+      if (!live.has(row.dataset.callId)) { moveToFinished(row.dataset.callId); }
+    }
+  }
+
   function handle(message) {
-    if (message.event === "started" && list) {
+    if (message.event === "snapshot") {
+      reconcile(message.calls);
+    } else if (message.event === "started" && list) {
       addLiveRow(message.call);
     } else if (message.event === "levels") {
       for (const [callId, level] of Object.entries(message.levels)) {
@@ -166,11 +186,13 @@
       source.start(session.next);
       session.next += buffer.duration;
       listenStatus.dataset.samples = String(parseInt(listenStatus.dataset.samples, 10) + pcm.length);
-      listenStatus.textContent = `Listening, ${DELAY_SECONDS} s behind`;
+      const text = `Listening, ${DELAY_SECONDS} s behind`;
+      if (listenStatus.textContent !== text) { listenStatus.textContent = text; }  // announced once
     };
     socket.onclose = function (event) {
       if (listening !== session) { return; }
-      const reasons = { 4401: "Sign in again to listen.", 4403: "Only staff may listen in.", 4404: "The call is not in progress." };
+      if (event.code === 4401) { location.reload(); return; }  // signed out: to the login page
+      const reasons = { 4403: "Only staff may listen in.", 4404: "The call is not in progress." };
       stopListening(reasons[event.code] || "Listening stopped.");
     };
   });
