@@ -229,8 +229,10 @@ async def run(args: argparse.Namespace) -> dict:
     )
     errors = [call.error for call in calls if call.error]
     watched = None
-    if dashboard is not None:
-        await asyncio.sleep(2)  # the last "ended" messages
+    if dashboard is not None:  # wait for the last "ended" (calls being stored)
+        give_up = time.monotonic() + 60
+        while dashboard.counts["ended"] < len(ready) and time.monotonic() < give_up:
+            await asyncio.sleep(0.2)
         dashboard.task.cancel()
         watched = dashboard.report(start + 1, stream_end - 0.5)
     return {
