@@ -597,6 +597,7 @@ def purge_calls_older_than(
     after a file went, its row stays, and the next purge (whose storage
     delete of a missing file is a no-op) finishes the job. Calls on legal
     hold or in progress are never touched, even if held since listed.
+    Any other failure keeps that call, is reported, and the purge goes on.
     With a limit, only that many of the oldest calls go (report.more says
     whether others were left for another run).
     """
@@ -624,7 +625,18 @@ def purge_calls_older_than(
         ids = ids[:limit]
         report.more = report.calls > limit
     for call_id in list(ids):
-        _purge_call(call_id, cutoff, report)
+        # Counted apart: if the call's transaction rolls back, none of it went.
+        done = PurgeReport(cutoff=cutoff, dry_run=False)
+        try:
+            _purge_call(call_id, cutoff, done)
+        except Exception as error:  # one call failing must not stall the others
+            logger.exception("purge: call %s failed; it is kept", call_id)
+            done.failures.append(f"call {call_id}: not purged ({error}); kept")
+        else:
+            report.deleted_calls += done.deleted_calls
+            report.deleted_recordings += done.deleted_recordings
+            report.deleted_bytes += done.deleted_bytes
+        report.failures += done.failures
     return report
 
 
