@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
@@ -388,6 +389,47 @@ def test_only_staff_may_place_a_legal_hold(user_client, recording):
     assert not Call.objects.get(pk=recording.call_id).legal_hold
     page = user_client.get(recording.call.get_absolute_url()).content.decode()
     assert "Place on legal hold" not in page
+
+
+@pytest.mark.parametrize("action", ["on", "off"])
+def test_staff_who_may_not_change_calls_cannot_place_or_release_a_hold(
+    client, django_user_model, admin_user, recording, action
+):
+    call = recording.call
+    if action == "off":
+        hold(call, admin_user)
+    clerk = django_user_model.objects.create_user("clerk", is_staff=True)
+    client.force_login(clerk)
+
+    response = client.post(
+        reverse("recordings:call_legal_hold", args=[call.pk]), {"action": action}
+    )
+
+    assert response.status_code == 403
+    assert Call.objects.get(pk=call.pk).legal_hold == (action == "off")
+    page = client.get(call.get_absolute_url()).content.decode()
+    assert "Place on legal hold" not in page
+    assert "Release legal hold" not in page
+
+
+def test_staff_who_may_change_calls_see_the_legal_hold_toggle(
+    client, django_user_model, recording
+):
+    clerk = django_user_model.objects.create_user("clerk", is_staff=True)
+    clerk.user_permissions.add(
+        Permission.objects.get(
+            content_type__app_label="recordings_app", codename="change_call"
+        )
+    )
+    client.force_login(clerk)
+
+    page = client.get(recording.call.get_absolute_url()).content.decode()
+    assert "Place on legal hold" in page
+    client.post(
+        reverse("recordings:call_legal_hold", args=[recording.call_id]),
+        {"action": "on"},
+    )
+    assert Call.objects.get(pk=recording.call_id).legal_hold
 
 
 def test_legal_hold_needs_a_login_a_post_and_the_csrf_token(
