@@ -492,6 +492,20 @@ def test_a_call_in_progress_is_listed_as_live_not_among_finished_calls(user_clie
     assert "1 call" in finished and "2 calls" not in finished
 
 
+def test_each_finished_row_names_its_call_so_the_live_list_adds_it_once(
+    user_client,
+):
+    """The live list's script checks this before adding a call that just ended."""
+    calls = [make_call(1), make_call(2)]
+
+    finished = listed(user_client).split('id="live-row-template"')[1]
+    row = user_client.get(reverse("recordings:call_row", args=[calls[0].pk]))
+
+    for call in calls:
+        assert finished.count(f'<tr data-call-id="{call.pk}">') == 1
+    assert row.content.decode().strip().startswith(f'<tr data-call-id="{calls[0].pk}">')
+
+
 def event_at(recording: Recording, seconds: float, status: str, **payload) -> CallEvent:
     return CallEvent.objects.create(
         call=recording.call,
