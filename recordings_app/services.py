@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -25,6 +27,7 @@ from .audio import (
     recover_spool,
     wav_peaks,
 )
+from .live import CALLS_GROUP
 from .models import (
     GENESIS_HASH,
     AccessLogEntry,
@@ -337,8 +340,6 @@ def recording_recover(*, meta_path: Path) -> Recording | None:
 
 def _recover(meta_path: Path) -> Recording | None:
     meta = read_meta(meta_path)
-    # Its writer is gone: the call is no longer live, whatever the row says.
-    LiveSocket.objects.filter(spool_name=meta_path.with_suffix(".wav").name).delete()
     call = call_for_socket(
         call_uuid=meta.get("call_uuid", ""),
         conversation_uuid=meta.get("conversation_uuid", ""),
@@ -359,8 +360,32 @@ def _recover(meta_path: Path) -> Recording | None:
         recording.save()
         meta_path.unlink()
         meta_path.with_suffix(".wav").unlink(missing_ok=True)
+        _live_rows_end(spool_name=meta_path.with_suffix(".wav").name)
         return recording
-    return _store_spool(call=call, spool=recover_spool(meta_path))
+    # Raises SpoolInUse while a live call's writer holds the spool: its row stays.
+    spool = recover_spool(meta_path)
+    _live_rows_end(spool_name=spool.path.name)
+    return _store_spool(call=call, spool=spool)
+
+
+def _live_rows_end(*, spool_name: str) -> None:
+    """Its writer is gone: the call is no longer live, whatever its row says.
+
+    Open dashboards are told, as the socket would have told them; if the
+    channel layer is down they miss it, and recovery goes on.
+    """
+    rows = LiveSocket.objects.filter(spool_name=spool_name)
+    call_ids = set(rows.values_list("call_id", flat=True))
+    rows.delete()
+    for call_id in call_ids:
+        try:
+            async_to_sync(get_channel_layer().group_send)(
+                CALLS_GROUP, {"type": "call.ended", "call_id": call_id}
+            )
+        except Exception:
+            logger.warning(
+                "call %s: live pages not told it ended", call_id, exc_info=True
+            )
 
 
 def token_use(*, key: str, valid_for: float) -> bool:
@@ -572,6 +597,7 @@ def purge_calls_older_than(
     after a file went, its row stays, and the next purge (whose storage
     delete of a missing file is a no-op) finishes the job. Calls on legal
     hold or in progress are never touched, even if held since listed.
+    Any other failure keeps that call, is reported, and the purge goes on.
     With a limit, only that many of the oldest calls go (report.more says
     whether others were left for another run).
     """
@@ -599,7 +625,18 @@ def purge_calls_older_than(
         ids = ids[:limit]
         report.more = report.calls > limit
     for call_id in list(ids):
-        _purge_call(call_id, cutoff, report)
+        # Counted apart: if the call's transaction rolls back, none of it went.
+        done = PurgeReport(cutoff=cutoff, dry_run=False)
+        try:
+            _purge_call(call_id, cutoff, done)
+        except Exception as error:  # one call failing must not stall the others
+            logger.exception("purge: call %s failed; it is kept", call_id)
+            done.failures.append(f"call {call_id}: not purged ({error}); kept")
+        else:
+            report.deleted_calls += done.deleted_calls
+            report.deleted_recordings += done.deleted_recordings
+            report.deleted_bytes += done.deleted_bytes
+        report.failures += done.failures
     return report
 
 

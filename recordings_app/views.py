@@ -357,6 +357,7 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "several_recordings": len(recordings) > 1,
             "speeds": ["0.75", "1", "1.25", "1.5", "2"],
             "can_delete": can_delete(request.user),
+            "can_hold": can_hold(request.user),
             "live_socket": call.live_sockets.order_by("-id").first(),
             "calls_socket_path": CALLS_SOCKET_PATH,
             "listen_socket_path": LISTEN_SOCKET_PATH.format(call_id=call.pk),
@@ -421,6 +422,11 @@ def can_delete(user: Any) -> bool:
     return user.is_staff and user.has_perm("recordings_app.delete_recording")
 
 
+def can_hold(user: Any) -> bool:
+    """Place or release a legal hold: staff who may change calls, as in the admin."""
+    return user.is_staff and user.has_perm("recordings_app.change_call")
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
@@ -447,8 +453,10 @@ def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def call_legal_hold(request: HttpRequest, pk: int) -> HttpResponse:
     """Staff place a call on legal hold (kept whatever the retention) or release it."""
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff may place or release a legal hold.")
+    if not can_hold(request.user):
+        raise PermissionDenied(
+            "Only staff who may change calls may place or release a legal hold."
+        )
     call = get_object_or_404(Call, pk=pk)
     on = request.POST.get("action") == "on"
     services.legal_hold_set(call=call, on=on, by=request.user)

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import connections
 from django.test import Client
 
-from recordings_app.models import CallEvent, Recording
+from recordings_app.models import Call, CallEvent, LiveSocket, Recording
 from recordings_app.simulator import CallPlan, load_wav, play_call, speak
 from recordings_app.templatetags.recordings import offset
 
@@ -285,3 +285,37 @@ def test_without_script_delete_asks_on_a_page_of_its_own(
     assert page.get_by_text("No audio was recorded for this call.").is_visible()
     assert re.search(r"/calls/\d+/$", page.url)
     assert not default_storage.exists(recording.file.name)
+
+
+@pytest.fixture
+def live_call_html(db, django_user_model) -> str:
+    """A staff member's page of a call in progress that carol paused.
+
+    Rendered before the browser starts: Playwright's sync API runs an event
+    loop, and Django refuses synchronous queries while one runs.
+    """
+    call = Call.objects.create(uuid="live-a11y", from_number="447700900444")
+    LiveSocket.objects.create(
+        call=call,
+        channel_name="c",
+        spool_name="s.wav",
+        sample_rate=16000,
+        paused=True,
+        paused_by="carol",
+    )
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("erin", is_staff=True))
+    return client.get(call.get_absolute_url()).content.decode()
+
+
+def test_a_screen_reader_hears_the_elapsed_time_and_a_pause_by_someone_else(
+    live_call_html, browser
+):
+    page = browser.new_page()
+    page.set_content(live_call_html)
+
+    timer = page.get_by_role("timer", name="Elapsed")
+    assert timer.count() == 1 and re.fullmatch(r"\d+:\d\d", timer.inner_text())
+    # A live region: a pause someone else makes is announced, not only shown.
+    paused = page.get_by_role("status").filter(has_text="recording paused by carol")
+    assert paused.count() == 1 and paused.is_visible()

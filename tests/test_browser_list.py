@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from .conftest import ROOT
@@ -50,9 +51,16 @@ def calls(daphne_server, settings):
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user(
+    """Staff who may change calls: place and release legal holds."""
+    dana = django_user_model.objects.create_user(
         "dana", password=PASSWORD, is_staff=True
     )
+    dana.user_permissions.add(
+        Permission.objects.get(
+            content_type__app_label="recordings_app", codename="change_call"
+        )
+    )
+    return dana
 
 
 @pytest.fixture

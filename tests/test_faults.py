@@ -17,12 +17,15 @@ import wave
 import httpx
 import pytest
 import websockets
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 
 from recordings_app.audio import SpoolWriter
-from recordings_app.models import Call, Recording
+from recordings_app.live import CALLS_GROUP
+from recordings_app.models import Call, LiveSocket, Recording
 
 from .conftest import ROOT, wait_for_recordings
 from .test_consumer import open_socket, pcm, recordings_of, send_frames, wav_of
@@ -130,6 +133,75 @@ def test_recovery_leaves_a_live_calls_spool_alone(settings):
     finished = writer.close()
     assert finished.sample_count == 2 * 3200
     assert not Recording.objects.exists()
+
+
+def live_row(spool_path) -> LiveSocket:
+    """The row a recording socket keeps while its call is live (pause, listen-in)."""
+    call = Call.objects.create(uuid="aaaaaaaa-0000-0000-0000-000000000001")
+    return LiveSocket.objects.create(
+        call=call,
+        channel_name="recorder",
+        spool_name=spool_path.name,
+        sample_rate=16000,
+    )
+
+
+def dashboard_spy():
+    """A channel in the group live pages listen to, and a way to hear it."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(CALLS_GROUP, channel)
+
+    async def next_message(timeout: float = 1.0):
+        return await asyncio.wait_for(layer.receive(channel), timeout)
+
+    return async_to_sync(next_message)
+
+
+@pytest.mark.django_db
+def test_recovery_keeps_a_live_calls_row_so_staff_can_still_pause_it(settings):
+    writer = SpoolWriter(
+        settings.SPOOL_DIR,
+        call_uuid="aaaaaaaa-0000-0000-0000-000000000001",
+        conversation_uuid="CON-1",
+        sample_rate=16000,
+    )
+    writer.write(pcm(0.2, 16000))
+    live = live_row(writer.path)
+
+    assert "0 recording(s) recovered." in recover(grace=0)
+
+    assert LiveSocket.objects.filter(pk=live.pk).exists()
+    writer.close()
+
+
+@pytest.mark.django_db
+def test_recovering_a_dead_writers_spool_tells_dashboards_the_call_ended(settings):
+    crashed_writer(settings.SPOOL_DIR, pcm(0.2, 16000))
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    live = live_row(meta.with_suffix(".wav"))
+    next_message = dashboard_spy()
+
+    assert "1 recording(s) recovered." in recover()
+
+    assert not LiveSocket.objects.filter(pk=live.pk).exists()
+    assert next_message() == {"type": "call.ended", "call_id": live.call_id}
+
+
+@pytest.mark.django_db
+def test_recovery_goes_on_when_dashboards_cannot_be_told(settings, monkeypatch):
+    crashed_writer(settings.SPOOL_DIR, pcm(0.2, 16000))
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    live = live_row(meta.with_suffix(".wav"))
+
+    async def layer_down(*args, **kwargs):
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", layer_down)
+
+    assert "1 recording(s) recovered." in recover()
+    assert not LiveSocket.objects.filter(pk=live.pk).exists()
+    assert Recording.objects.get().call_id == live.call_id
 
 
 @pytest.mark.django_db

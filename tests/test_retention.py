@@ -126,13 +126,41 @@ def test_a_file_that_cannot_be_deleted_keeps_its_row(settings, monkeypatch):
 
     monkeypatch.setattr(FileSystemStorage, "delete", delete)
 
-    with pytest.raises(CommandError, match="1 file.* could not be deleted"):
+    with pytest.raises(CommandError, match="1 failure.*kept"):
         purge("--older-than", "30d", "--yes")
 
     assert Recording.objects.filter(pk=stuck.pk).exists()
     assert default_storage.exists(stuck.file.name)
     assert Call.objects.filter(pk=stuck.call_id).exists()
     assert not Recording.objects.filter(pk=other.pk).exists()
+    assert not default_storage.exists(other.file.name)
+
+
+def test_a_call_that_fails_to_purge_is_reported_and_the_others_still_go(
+    settings, monkeypatch
+):
+    stuck = old_call(1, 50, settings)  # the oldest: purged first
+    other = old_call(2, 40, settings)
+    real_append = services.access_log_append
+
+    def access_log_append(*, recording, **kwargs):
+        if recording.pk == stuck.pk:
+            raise RuntimeError("access log unavailable")
+        return real_append(recording=recording, **kwargs)
+
+    monkeypatch.setattr(services, "access_log_append", access_log_append)
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="1 failure"):
+        call_command(
+            "purge_recordings", "--older-than", "30d", "--yes", stdout=out, stderr=out
+        )
+
+    output = out.getvalue()
+    assert "Deleted 1 call(s), 1 recording(s)" in output
+    assert f"call {stuck.call_id}: not purged (access log unavailable)" in output
+    assert Recording.objects.filter(pk=stuck.pk).exists()
+    assert not Call.objects.filter(pk=other.call_id).exists()
     assert not default_storage.exists(other.file.name)
 
 

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
@@ -390,6 +391,47 @@ def test_only_staff_may_place_a_legal_hold(user_client, recording):
     assert "Place on legal hold" not in page
 
 
+@pytest.mark.parametrize("action", ["on", "off"])
+def test_staff_who_may_not_change_calls_cannot_place_or_release_a_hold(
+    client, django_user_model, admin_user, recording, action
+):
+    call = recording.call
+    if action == "off":
+        hold(call, admin_user)
+    clerk = django_user_model.objects.create_user("clerk", is_staff=True)
+    client.force_login(clerk)
+
+    response = client.post(
+        reverse("recordings:call_legal_hold", args=[call.pk]), {"action": action}
+    )
+
+    assert response.status_code == 403
+    assert Call.objects.get(pk=call.pk).legal_hold == (action == "off")
+    page = client.get(call.get_absolute_url()).content.decode()
+    assert "Place on legal hold" not in page
+    assert "Release legal hold" not in page
+
+
+def test_staff_who_may_change_calls_see_the_legal_hold_toggle(
+    client, django_user_model, recording
+):
+    clerk = django_user_model.objects.create_user("clerk", is_staff=True)
+    clerk.user_permissions.add(
+        Permission.objects.get(
+            content_type__app_label="recordings_app", codename="change_call"
+        )
+    )
+    client.force_login(clerk)
+
+    page = client.get(recording.call.get_absolute_url()).content.decode()
+    assert "Place on legal hold" in page
+    client.post(
+        reverse("recordings:call_legal_hold", args=[recording.call_id]),
+        {"action": "on"},
+    )
+    assert Call.objects.get(pk=recording.call_id).legal_hold
+
+
 def test_legal_hold_needs_a_login_a_post_and_the_csrf_token(
     client, admin_user, recording
 ):
@@ -448,6 +490,20 @@ def test_a_call_in_progress_is_listed_as_live_not_among_finished_calls(user_clie
     assert "447700100001" in page.split('id="live-row-template"')[0]
     assert "447700100001" not in finished and "447700100002" in finished
     assert "1 call" in finished and "2 calls" not in finished
+
+
+def test_each_finished_row_names_its_call_so_the_live_list_adds_it_once(
+    user_client,
+):
+    """The live list's script checks this before adding a call that just ended."""
+    calls = [make_call(1), make_call(2)]
+
+    finished = listed(user_client).split('id="live-row-template"')[1]
+    row = user_client.get(reverse("recordings:call_row", args=[calls[0].pk]))
+
+    for call in calls:
+        assert finished.count(f'<tr data-call-id="{call.pk}">') == 1
+    assert row.content.decode().strip().startswith(f'<tr data-call-id="{calls[0].pk}">')
 
 
 def event_at(recording: Recording, seconds: float, status: str, **payload) -> CallEvent:

@@ -84,6 +84,6 @@ class Command(BaseCommand):
             self.stderr.write(failure)
         if report.failures:
             raise CommandError(
-                f"{len(report.failures)} file(s) could not be deleted; "
-                "their recordings and calls are kept"
+                f"{len(report.failures)} failure(s): the recordings and calls "
+                "named above are kept"
             )
