@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
-from .models import AccessLogEntry, Call, CallEvent, Recording
+from .models import AccessLogEntry, Call, CallEvent, LiveSocket, Recording
 from .views import client_ip
 
 
@@ -266,6 +266,32 @@ class CallEventAdmin(admin.ModelAdmin):
     ]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(LiveSocket)
+class LiveSocketAdmin(admin.ModelAdmin):
+    """Calls being recorded now. A row left by a worker that could not reach
+    the database as its call ended shows the call as live: delete it here."""
+
+    list_display = ["call", "started_at", "paused", "paused_by", "channel_name"]
+    list_filter = ["paused"]
+    search_fields = ["call__uuid", "call__from_number", "call__to_number"]
+    list_select_related = ["call"]
+    readonly_fields = [
+        "call",
+        "channel_name",
+        "spool_name",
+        "sample_rate",
+        "started_at",
+        "paused",
+        "paused_by",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 

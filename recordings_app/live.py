@@ -166,7 +166,9 @@ class LevelMonitor:
             reader.cancel()
             with contextlib.suppress(Exception):
                 await channel_layer.group_discard(RECORDERS_GROUP, channel)
-            if self.calls:  # a call came while this one was winding down
+            # A call came while this one was winding down (not when the
+            # loop itself is shutting down: that would leave a task behind).
+            if self.calls and not asyncio.current_task().cancelling():
                 self.task = asyncio.ensure_future(self.run())
 
     async def send_levels(self, channel_layer) -> None:

@@ -6,7 +6,7 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from recordings_app import services
-from recordings_app.models import Call, CallEvent, Recording
+from recordings_app.models import Call, CallEvent, LiveSocket, Recording
 
 from .test_views import make_call, record
 
@@ -219,3 +219,23 @@ def test_admin_actions_place_and_release_legal_hold(admin_client, recordings):
 
     assert "Legal hold released on 1 call(s)." in released
     assert list(Call.objects.filter(legal_hold=True)) == [recordings[1].call]
+
+
+def test_staff_can_end_a_stale_live_row(admin_client, recordings):
+    call = recordings[0].call
+    live_socket = LiveSocket.objects.create(
+        call=call, channel_name="specific.gone!1", spool_name="x.wav", sample_rate=16000
+    )
+    listed = admin_client.get(reverse("admin:recordings_app_livesocket_changelist"))
+    assert call.from_number in listed.content.decode()
+
+    admin_client.post(
+        reverse("admin:recordings_app_livesocket_delete", args=[live_socket.pk]),
+        {"post": "yes"},
+    )
+
+    assert not LiveSocket.objects.exists()
+    page = admin_client.get(reverse("recordings:call_list")).content.decode()
+    live_part, finished_part = page.split('class="filters"')
+    assert f'data-call-id="{call.pk}"' not in live_part  # no longer "in progress"
+    assert f'data-call-id="{call.pk}"' in finished_part

@@ -38,6 +38,11 @@
 
   function showPaused(element, paused, by) {
     const badge = element.querySelector("[data-field=paused]");
+    if (!paused && !badge.hidden) {  // say it (the badge is in a status region), then hide
+      badge.textContent = "recording resumed";
+      setTimeout(function () { if (badge.textContent === "recording resumed") { badge.hidden = true; } }, 4000);
+      return;
+    }
     badge.hidden = !paused;
     badge.textContent = paused && by ? `recording paused by ${by}` : "recording paused";
   }
