@@ -467,8 +467,13 @@ async def test_a_stalled_listener_never_holds_up_the_recording(monkeypatch):
     assert connected
     await asyncio.sleep(0.1)  # the renewal reaches the recorder
     await send_frames(recorder, audio, FRAME)
-    await recorder.disconnect()
+    key = {"event": "websocket:dtmf", "digit": "7", "duration": 100}
+    await recorder.send_to(text_data=json.dumps(key))
+    await asyncio.sleep(0.5)
 
+    # The socket kept up: everything it was sent is taken, the key press too.
+    assert await CallEvent.objects.filter(status="websocket:dtmf").aexists()
+    await recorder.disconnect()
     [recording] = await asyncio.wait_for(recordings_of(), 10)
     assert wav_of(recording)[1] == audio
     stalled.set()
@@ -482,7 +487,7 @@ async def test_listen_in_gets_whole_samples_even_from_odd_frames():
     listener, _, _ = await open_listener(live_socket.call_id, cookie)
     await listener.receive_from()  # the sample rate
     await asyncio.sleep(0.1)
-    await send_frames(recorder, audio, 641)  # frames cut mid-sample
+    await send_frames(recorder, audio, 1281)  # 5 frames to a chunk: 6405 bytes
     await recorder.disconnect()
 
     heard = bytearray()
