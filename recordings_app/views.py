@@ -204,7 +204,10 @@ def call_list(request: HttpRequest) -> HttpResponse:
     # the count and the page plain scans of the call table's own indexes. A
     # join to the live sockets made PostgreSQL sort all 100,000 calls for a
     # deep page (bench/list_page.py).
-    live_sockets = list(LiveSocket.objects.select_related("call"))
+    # One row per call, its newest socket, though a reconnect's socket may
+    # open while the first is still being stored.
+    oldest_first = LiveSocket.objects.select_related("call").order_by("started_at")
+    live_sockets = list({live.call_id: live for live in oldest_first}.values())
     calls = form.filter(
         Call.objects.prefetch_related("recordings").exclude(
             pk__in=[live.call_id for live in live_sockets]

@@ -370,6 +370,19 @@ def test_list_shows_calls_in_progress_apart_from_finished_ones(user_client):
     assert "447700900222" in finished_part
 
 
+def test_a_call_with_two_sockets_is_listed_live_once(user_client):
+    call = Call.objects.create(uuid="live-2", from_number="447700900333")
+    for n in (1, 2):  # Vonage reconnected while the first was being stored
+        LiveSocket.objects.create(
+            call=call, channel_name=f"c{n}", spool_name=f"s{n}.wav", sample_rate=16000
+        )
+
+    page = user_client.get(reverse("recordings:call_list")).content.decode()
+    live_part, finished_part = page.split('class="filters"')
+    assert live_part.count(f'data-call-id="{call.pk}"') == 1
+    assert f'data-call-id="{call.pk}"' not in finished_part
+
+
 def test_a_finished_calls_row_is_served_for_the_live_list(user_client):
     call = Call.objects.create(uuid="done-2", from_number="447700900333")
     row = user_client.get(reverse("recordings:call_row", args=[call.pk]))
