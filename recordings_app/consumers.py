@@ -576,6 +576,18 @@ async def signed_in_user(scope) -> Any:
     return user if user.is_authenticated else None
 
 
+async def user_or_refuse(consumer: AsyncWebsocketConsumer, *, staff: bool = False):
+    """The page's signed-in user, or None once the socket is closed with why."""
+    user = consumer.scope.get("user")
+    if user is None or not user.is_authenticated:
+        await accept_and_close(consumer, CLOSE_UNAUTHORIZED)
+        return None
+    if staff and not user.is_staff:
+        await accept_and_close(consumer, CLOSE_FORBIDDEN)
+        return None
+    return user
+
+
 async def accept_and_close(consumer: AsyncWebsocketConsumer, code: int) -> None:
     """Close with a code the browser can read: closing before accepting
     would only reject the handshake (every client sees 1006)."""
@@ -593,9 +605,7 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
     renew_task: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await accept_and_close(self, CLOSE_UNAUTHORIZED)
+        if await user_or_refuse(self) is None:
             return
         await self.channel_layer.group_add(CALLS_GROUP, self.channel_name)
         await self.accept()
@@ -659,12 +669,7 @@ class ListenConsumer(AsyncWebsocketConsumer):
     renew_task: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await accept_and_close(self, CLOSE_UNAUTHORIZED)
-            return
-        if not user.is_staff:
-            await accept_and_close(self, CLOSE_FORBIDDEN)
+        if await user_or_refuse(self, staff=True) is None:
             return
         call_id = self.scope["url_route"]["kwargs"]["call_id"]
         live_socket = await services.live_socket_for_call(call_id=call_id)

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from .conftest import ROOT
+from .conftest import ROOT, sign_in
 from .test_views import make_call, record
 
 pytestmark = pytest.mark.e2e
@@ -70,14 +70,6 @@ def listener(user):
     return user
 
 
-def sign_in(page, base_url: str, username: str) -> None:
-    page.goto(base_url + "/")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(base_url + "/")
-
-
 def listed_numbers(page) -> list[str]:
     """The caller numbers of the finished calls' table, top to bottom."""
     rows = page.locator("form.filters ~ table tbody tr")
@@ -88,7 +80,7 @@ def test_typing_a_number_in_the_search_box_shows_only_matching_calls(
     daphne_server, calls, listener, browser
 ):
     page = browser.new_page(viewport={"width": 1100, "height": 720})
-    sign_in(page, daphne_server.url, listener.username)
+    sign_in(page, daphne_server.url, listener.username, PASSWORD)
     assert "11 calls" in page.get_by_role("navigation", name="Pages").inner_text()
 
     search = page.get_by_label("Number or uuid")
@@ -108,7 +100,7 @@ def test_status_and_dates_filter_the_list_stay_in_the_form_and_across_pages(
     today = timezone.localdate()
     since, until = (today - timedelta(days=7)).isoformat(), today.isoformat()
     page = browser.new_page(viewport={"width": 1100, "height": 460})
-    sign_in(page, daphne_server.url, listener.username)
+    sign_in(page, daphne_server.url, listener.username, PASSWORD)
 
     page.get_by_label("Status", exact=True).select_option("failed")
     page.get_by_label("From", exact=True).fill(since)
@@ -147,7 +139,7 @@ def test_staff_place_a_legal_hold_and_the_call_shows_its_badge(
     ARTIFACTS.mkdir(exist_ok=True)
     call = calls[RECENT_FAILED[0]]  # the newest: the list's first row
     page = browser.new_page(viewport={"width": 1100, "height": 720})
-    sign_in(page, daphne_server.url, staff.username)
+    sign_in(page, daphne_server.url, staff.username, PASSWORD)
     page.goto(daphne_server.url + call.get_absolute_url())
     assert not page.get_by_text("kept whatever the retention").is_visible()
 

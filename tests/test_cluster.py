@@ -28,6 +28,7 @@ from .conftest import (
     S3_BUCKET,
     DaphneServer,
     s3_client,
+    sign_in,
     use_s3,
     wait_for_recordings,
 )
@@ -131,14 +132,6 @@ def in_a_thread(query):
         return pool.submit(run).result()
 
 
-def sign_in(page, base_url: str, username: str) -> None:
-    page.goto(base_url + "/")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(base_url + "/")
-
-
 async def test_an_idle_consumer_outlives_redis_blocking_reads():
     """A dashboard with nothing to show waits on Redis for longer than one
     5-second blocking read; that wait must not end in a Redis timeout."""
@@ -156,7 +149,7 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
     recorder, web = two_workers
     signed_in = browser.new_context()
     dashboard = signed_in.new_page()
-    sign_in(dashboard, web.url, "supervisor")
+    sign_in(dashboard, web.url, "supervisor", PASSWORD)
     dashboard.wait_for_selector(
         "[data-live-list][data-connected=true]", state="attached"
     )
