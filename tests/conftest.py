@@ -25,6 +25,24 @@ def _media_and_spool(settings, tmp_path: Path) -> None:
     settings.SPOOL_DIR = tmp_path / "spool"
 
 
+@pytest.fixture(autouse=True)
+def _a_channel_layer_per_test() -> Iterator[None]:
+    """Each test gets channel layers of its own, as each process does.
+
+    Every async test runs on its own event loop, and channels-redis keeps
+    per-channel locks that only a task on the loop which took them releases
+    (after a message, a cleanup task does). A test that ends just after a
+    receive leaves such a lock held for good; on a layer shared with later
+    tests, their receives then hang or fail with "bound to a different
+    event loop".
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory) -> None:
     """Keep the SQLite test database in a file, so a Daphne subprocess can share it."""
