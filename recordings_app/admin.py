@@ -271,10 +271,19 @@ class CallEventAdmin(admin.ModelAdmin):
 
 @admin.register(LiveSocket)
 class LiveSocketAdmin(admin.ModelAdmin):
-    """Calls being recorded now. A row left by a worker that could not reach
-    the database as its call ended shows the call as live: delete it here."""
+    """Calls being recorded now. A row whose process stopped renewing it (a
+    worker killed, a machine lost) is "not alive": its call shows as ended
+    everywhere; the row goes when that machine recovers its spool, or here."""
 
-    list_display = ["call", "started_at", "paused", "paused_by", "channel_name"]
+    list_display = [
+        "call",
+        "started_at",
+        "paused",
+        "paused_by",
+        "seen_at",
+        "is_alive",
+        "channel_name",
+    ]
     list_filter = ["paused"]
     search_fields = ["call__uuid", "call__from_number", "call__to_number"]
     list_select_related = ["call"]
@@ -286,7 +295,12 @@ class LiveSocketAdmin(admin.ModelAdmin):
         "started_at",
         "paused",
         "paused_by",
+        "seen_at",
     ]
+
+    @admin.display(boolean=True, description="alive")
+    def is_alive(self, live_socket: LiveSocket) -> bool:
+        return live_socket.is_alive()
 
     def has_add_permission(self, request) -> bool:
         return False

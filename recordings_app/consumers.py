@@ -431,7 +431,8 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     async def call_still_live(self) -> bool:
         """Another socket records the same call (Vonage reconnected)."""
         try:
-            return await LiveSocket.objects.filter(call_id=self.call.pk).aexists()
+            sockets = LiveSocket.objects.alive().filter(call_id=self.call.pk)
+            return await sockets.aexists()
         except Exception:
             return False
 
@@ -611,12 +612,20 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         # The page was drawn a moment ago: calls may have started or ended
         # since, before this socket joined the group.
-        calls = await database_sync_to_async(live.calls_in_progress)()
-        await self.send_json({"event": "snapshot", "calls": calls})
+        await self.send_snapshot()
         self.renew_task = asyncio.ensure_future(self.keep_watching())
 
+    async def send_snapshot(self) -> None:
+        calls = await database_sync_to_async(live.calls_in_progress)()
+        await self.send_json({"event": "snapshot", "calls": calls})
+
     async def keep_watching(self) -> None:
-        """Say this page watches; stop if its user signed out meanwhile."""
+        """Say this page watches; stop if its user signed out meanwhile.
+
+        Every heartbeat it also gets the calls in progress afresh: a call
+        whose process died never sends "ended", and must not stay live.
+        """
+        snapshot_due = time.monotonic() + LiveSocket.HEARTBEAT_SECONDS
         while True:
             if await signed_in_user(self.scope) is None:
                 await self.close(code=CLOSE_UNAUTHORIZED)
@@ -625,6 +634,9 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
                 await live.watch_renew(self.channel_layer)
                 # Group members expire (a day, in Redis): a wall screen stays.
                 await self.channel_layer.group_add(CALLS_GROUP, self.channel_name)
+                if time.monotonic() >= snapshot_due:
+                    snapshot_due = time.monotonic() + LiveSocket.HEARTBEAT_SECONDS
+                    await self.send_snapshot()
             except Exception:
                 logger.warning("dashboard could not renew its watch", exc_info=True)
             await asyncio.sleep(live.WATCH_RENEW_SECONDS)

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from .audio import frame_level
@@ -47,6 +48,7 @@ class LiveCall(Protocol):
     """What the monitor needs of a recording socket."""
 
     call_id: int
+    live_socket_id: int | None
     last_frame: bytes
     paused: bool
 
@@ -102,7 +104,7 @@ def calls_in_progress() -> list[dict]:
             paused=live_socket.paused,
             paused_by=live_socket.paused_by,
         )
-        for live_socket in LiveSocket.objects.select_related("call")
+        for live_socket in LiveSocket.objects.alive().select_related("call")
     ]
 
 
@@ -128,11 +130,14 @@ async def watch_renew(channel_layer) -> None:
     )
 
 
-class LevelMonitor:
-    """One per process: the audio levels of its calls, for dashboards that watch.
+class LiveMonitor:
+    """One per process: what the other processes need to know of its calls.
 
-    One group message per process per interval, whatever the number of
-    calls, so an open dashboard costs the recording path next to nothing.
+    Their audio levels, for dashboards that watch: one group message per
+    process per interval, whatever the number of calls, so an open
+    dashboard costs the recording path next to nothing. And a heartbeat,
+    one query per process every LiveSocket.HEARTBEAT_SECONDS: the calls of
+    a process that died stop showing as live (LiveSocket.objects.alive).
     """
 
     def __init__(self) -> None:
@@ -157,6 +162,7 @@ class LevelMonitor:
             return
         channel = await channel_layer.new_channel()
         reader = asyncio.ensure_future(self.listen(channel_layer, channel))
+        heartbeat = asyncio.ensure_future(self.heartbeat())
         try:
             while self.calls:
                 await asyncio.sleep(LEVEL_INTERVAL_SECONDS)
@@ -164,6 +170,7 @@ class LevelMonitor:
                     await self.send_levels(channel_layer)
         finally:
             reader.cancel()
+            heartbeat.cancel()
             with contextlib.suppress(Exception):
                 await channel_layer.group_discard(RECORDERS_GROUP, channel)
             # A call came while this one was winding down (not when the
@@ -182,6 +189,22 @@ class LevelMonitor:
             )
         except Exception:  # Redis away: the meters stall, the calls go on
             logger.warning("audio levels not published", exc_info=True)
+
+    async def heartbeat(self) -> None:
+        """Keep this process's calls listed as live, in a task of its own so a
+        slow database never holds up the levels."""
+        from .models import LiveSocket
+        from .services import live_sockets_seen
+
+        while True:
+            await asyncio.sleep(LiveSocket.HEARTBEAT_SECONDS)
+            ids = [call.live_socket_id for call in list(self.calls)]
+            try:
+                await database_sync_to_async(live_sockets_seen)(
+                    live_socket_ids=[pk for pk in ids if pk is not None]
+                )
+            except Exception:  # three in a row, and the calls show as ended
+                logger.warning("live calls' heartbeat not stored", exc_info=True)
 
     async def listen(self, channel_layer, channel: str) -> None:
         """Hear "someone is watching" from any dashboard, in any process."""
@@ -212,14 +235,14 @@ class LevelMonitor:
                 await asyncio.sleep(1)
 
 
-monitors: dict[asyncio.AbstractEventLoop, LevelMonitor] = {}
+monitors: dict[asyncio.AbstractEventLoop, LiveMonitor] = {}
 
 
-def monitor() -> LevelMonitor:
+def monitor() -> LiveMonitor:
     """This process's monitor (one per event loop: tests run several loops)."""
     loop = asyncio.get_running_loop()
     if loop not in monitors:
         for old_loop in [old for old in monitors if old.is_closed()]:
             del monitors[old_loop]
-        monitors[loop] = LevelMonitor()
+        monitors[loop] = LiveMonitor()
     return monitors[loop]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 from django.db import models
 from django.urls import reverse
@@ -179,13 +180,28 @@ class Recording(models.Model):
         return min(self.frame_count / self.expected_frame_count, 1.0)
 
 
+class LiveSocketQuerySet(models.QuerySet):
+    def alive(self) -> LiveSocketQuerySet:
+        """Sockets whose process said so lately: one that died (a worker
+        killed, a machine lost) leaves its row behind, and that call must
+        not show as live, take pauses or block retention for ever."""
+        cutoff = timezone.now() - timedelta(seconds=LiveSocket.STALE_SECONDS)
+        return self.filter(seen_at__gte=cutoff)
+
+
 class LiveSocket(models.Model):
     """An audio socket recording right now, in whichever server process holds it.
 
     The live dashboard lists these when a page loads; the channel name lets
     any process send the recording consumer a control message (pause,
-    listen-in). The row goes when the recording is finished or recovered.
+    listen-in). The row goes when the recording is finished or recovered;
+    meanwhile its process renews `seen_at` every HEARTBEAT_SECONDS.
     """
+
+    HEARTBEAT_SECONDS = 30.0
+    # Three missed heartbeats: the process is gone (or cut off from the
+    # database, and then it cannot store a pause either).
+    STALE_SECONDS = 3 * HEARTBEAT_SECONDS
 
     call = models.ForeignKey(
         Call, on_delete=models.CASCADE, related_name="live_sockets"
@@ -196,12 +212,24 @@ class LiveSocket(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     paused = models.BooleanField(default=False)
     paused_by = models.CharField(max_length=150, blank=True)
+    seen_at = models.DateTimeField(
+        default=timezone.now,
+        db_index=True,
+        help_text="Its process last said it is recording (see HEARTBEAT_SECONDS).",
+    )
+
+    objects = LiveSocketQuerySet.as_manager()
 
     class Meta:
         ordering = ["started_at", "id"]
 
     def __str__(self) -> str:
         return f"live socket of call {self.call_id}"
+
+    def is_alive(self) -> bool:
+        """As LiveSocketQuerySet.alive, for one row already loaded."""
+        age = timezone.now() - self.seen_at
+        return age <= timedelta(seconds=self.STALE_SECONDS)
 
 
 class UsedToken(models.Model):

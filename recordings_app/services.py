@@ -177,7 +177,14 @@ def live_socket_open(
 
 async def live_socket_for_call(*, call_id: int) -> LiveSocket | None:
     """The newest socket recording this call now, if any."""
-    return await LiveSocket.objects.filter(call_id=call_id).order_by("-id").afirst()
+    sockets = LiveSocket.objects.alive().filter(call_id=call_id)
+    return await sockets.order_by("-id").afirst()
+
+
+def live_sockets_seen(*, live_socket_ids: list[int]) -> int:
+    """A process's heartbeat: its sockets are still recording (one query)."""
+    rows = LiveSocket.objects.filter(pk__in=live_socket_ids)
+    return rows.update(seen_at=timezone.now())
 
 
 def live_socket_close(*, live_socket_id: int) -> None:
@@ -581,7 +588,7 @@ class PurgeReport:
 def purgeable_calls(cutoff: datetime) -> QuerySet[Call]:
     """Calls started before the cutoff, neither on legal hold nor in progress."""
     return Call.objects.filter(started_at__lt=cutoff, legal_hold=False).exclude(
-        Exists(LiveSocket.objects.filter(call=OuterRef("pk")))
+        Exists(LiveSocket.objects.alive().filter(call=OuterRef("pk")))
     )
 
 

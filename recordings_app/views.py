@@ -206,7 +206,9 @@ def call_list(request: HttpRequest) -> HttpResponse:
     # deep page (bench/list_page.py).
     # One row per call, its newest socket, though a reconnect's socket may
     # open while the first is still being stored.
-    oldest_first = LiveSocket.objects.select_related("call").order_by("started_at")
+    oldest_first = (
+        LiveSocket.objects.alive().select_related("call").order_by("started_at")
+    )
     live_sockets = list({live.call_id: live for live in oldest_first}.values())
     calls = form.filter(
         Call.objects.prefetch_related("recordings").exclude(
@@ -361,7 +363,7 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "speeds": ["0.75", "1", "1.25", "1.5", "2"],
             "can_delete": can_delete(request.user),
             "can_hold": can_hold(request.user),
-            "live_socket": call.live_sockets.order_by("-id").first(),
+            "live_socket": call.live_sockets.alive().order_by("-id").first(),
             "calls_socket_path": CALLS_SOCKET_PATH,
             "listen_socket_path": LISTEN_SOCKET_PATH.format(call_id=call.pk),
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import ThreadSensitiveContext
@@ -15,6 +16,7 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from recordings_app import live, services
 from recordings_app.models import Call, CallEvent, LiveSocket
@@ -539,3 +541,82 @@ async def test_a_dashboard_closes_when_its_user_signs_out_elsewhere(monkeypatch)
     ):
         pass
     assert message["code"] == 4401
+
+
+# --- a process that died: its calls stop showing as live ---------------------
+
+
+def dead_process_call(number: str = "447700900444", *, age: float = 0) -> Call:
+    """A live row whose process last renewed it `age` seconds ago."""
+    call = Call.objects.create(uuid=f"dead-{number}", from_number=number)
+    live_socket = LiveSocket.objects.create(
+        call=call, channel_name=f"c-{number}", spool_name="s.wav", sample_rate=16000
+    )
+    seen_at = live_socket.seen_at - timedelta(seconds=age)
+    LiveSocket.objects.filter(pk=live_socket.pk).update(seen_at=seen_at)
+    return call
+
+
+def test_a_call_whose_process_stopped_renewing_it_is_not_live_anywhere(client):
+    staff = User.objects.create_user("sam", password="pw", is_staff=True)
+    client.force_login(staff)
+    alive = dead_process_call("447700900111", age=LiveSocket.STALE_SECONDS - 10)
+    dead = dead_process_call("447700900222", age=LiveSocket.STALE_SECONDS + 1)
+
+    page = client.get(reverse("recordings:call_list")).content.decode()
+    live_part, finished_part = page.split('class="filters"')
+    assert "447700900111" in live_part and "447700900111" not in finished_part
+    assert "447700900222" in finished_part and "447700900222" not in live_part
+    assert "Listen live" in client.get(alive.get_absolute_url()).content.decode()
+    assert "Listen live" not in client.get(dead.get_absolute_url()).content.decode()
+    assert [call["id"] for call in live.calls_in_progress()] == [alive.pk]
+
+    pause = client.post(
+        reverse("recordings:call_pause", args=[dead.pk]), {"action": "pause"}
+    )
+    assert pause.status_code == 302
+    assert "not in progress" in client.get(pause.url).content.decode()
+
+
+def test_retention_purges_a_call_whose_process_died_but_not_a_live_one():
+    alive = dead_process_call("447700900111", age=10)
+    dead = dead_process_call("447700900222", age=LiveSocket.STALE_SECONDS + 1)
+    Call.objects.update(started_at=timezone.now() - timedelta(days=60))
+
+    report = services.purge_calls_older_than(
+        timezone.now() - timedelta(days=30), dry_run=False
+    )
+    assert report.deleted_calls == 1
+    assert list(Call.objects.all()) == [alive]
+    assert not Call.objects.filter(pk=dead.pk).exists()
+
+
+async def test_a_recording_process_keeps_its_calls_live(monkeypatch):
+    monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.5)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    for _ in range(50):  # a second of audio: twice the time it takes to go stale
+        await recorder.send_to(bytes_data=b"\x00\x10" * 320)
+        await asyncio.sleep(0.02)
+
+    assert await LiveSocket.objects.alive().filter(pk=live_socket.pk).aexists()
+    renewed = await LiveSocket.objects.aget(pk=live_socket.pk)
+    assert renewed.seen_at > live_socket.seen_at
+    await recorder.disconnect()
+
+
+async def test_an_open_dashboard_drops_a_call_whose_process_died(monkeypatch):
+    monkeypatch.setattr(live, "WATCH_RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.2)
+    call = await database_sync_to_async(dead_process_call)()
+    _, cookie = await signed_in()
+    dashboard = await open_dashboard(cookie)
+    first = await next_event(dashboard, "snapshot")
+    assert [each["id"] for each in first["calls"]] == [call.pk]
+
+    stale = timezone.now() - timedelta(seconds=LiveSocket.STALE_SECONDS + 1)
+    await LiveSocket.objects.filter(call=call).aupdate(seen_at=stale)
+    later = await next_event(dashboard, "snapshot", timeout=2)
+    assert later["calls"] == []  # the page moves the call to the finished list
+    await dashboard.disconnect()
