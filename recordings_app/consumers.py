@@ -636,7 +636,11 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
                 await self.channel_layer.group_add(CALLS_GROUP, self.channel_name)
                 if time.monotonic() >= snapshot_due:
                     snapshot_due = time.monotonic() + LiveSocket.HEARTBEAT_SECONDS
-                    await self.send_snapshot()
+                    # Through this socket's own queue, not from this task: a
+                    # call that starts while the query runs must reach the
+                    # page after the snapshot that could not include it.
+                    refresh = {"type": "calls.refresh"}
+                    await self.channel_layer.send(self.channel_name, refresh)
             except Exception:
                 logger.warning("dashboard could not renew its watch", exc_info=True)
             await asyncio.sleep(live.WATCH_RENEW_SECONDS)
@@ -649,6 +653,9 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
     async def watch_query(self, event: dict[str, Any]) -> None:
         """A process just took its first call: tell it this page watches."""
         await live.watch_renew(self.channel_layer)
+
+    async def calls_refresh(self, event: dict[str, Any]) -> None:
+        await self.send_snapshot()
 
     async def call_started(self, event: dict[str, Any]) -> None:
         await self.send_json({"event": "started", "call": event["call"]})
