@@ -73,6 +73,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     counted = False
     refused = False
     finishing: asyncio.Future | None = None
+    in_hand: asyncio.Future | None = None  # the text or control message being handled
     # Live: reachable on the channel layer by any process while recording.
     live_socket_id: int | None = None
     control_task: asyncio.Task | None = None
@@ -97,13 +98,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         try:
             while True:
-                await self.dispatch(await receive())
+                await self.handle(await receive())
         except StopConsumer:
             pass
         except asyncio.CancelledError:
             # Daphne cancels a consumer still busy application_close_timeout
-            # (10 s) after its peer left, frames it had queued and all: write
-            # those out and finish the recording before letting go.
+            # (10 s) after its peer left, frames it had queued and all: finish
+            # what is in hand, take the rest, store the recording, then go.
             await asyncio.shield(self.drain(receive))
             raise
         except Exception:
@@ -111,29 +112,36 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             await self.disconnect(code=1011)
             raise
 
+    async def handle(self, message: dict[str, Any]) -> None:
+        """One message. Audio goes straight to the spool (no database, no
+        thread hop). Anything else runs in a task a cancellation cannot cut
+        half-way: a socket stopped while opening (the call not yet found,
+        the spool not yet open) would leave its queued audio nowhere to go."""
+        if message["type"] == "websocket.receive" and message.get("bytes") is not None:
+            await self.receive_audio(message["bytes"])
+            return
+        self.in_hand = asyncio.ensure_future(self.dispatch(message))
+        await asyncio.shield(self.in_hand)
+
     async def drain(self, receive) -> None:
-        """Write every frame still queued for this socket, then finish."""
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), timeout=0.1)
-            except TimeoutError:
-                break
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("bytes") is not None and self.spool is not None:
-                self.spool.write(message["bytes"])
+        """The rest of the socket's life, after its cancellation."""
         logger.warning(
             "call %s: finishing after the server's close timeout", self.call_uuid
         )
+        try:
+            if self.in_hand is not None:
+                await self.in_hand
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), timeout=0.1)
+                except TimeoutError:
+                    break
+                await self.handle(message)
+        except StopConsumer:  # the disconnect message: the recording is stored
+            return
+        except Exception:
+            logger.exception("call %s: broke while finishing", self.call_uuid)
         await self.disconnect(code=1006)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Audio frames skip Channels' per-message close_old_connections()
-        # thread hop: they never touch the database.
-        if message["type"] == "websocket.receive" and message.get("bytes") is not None:
-            await self.receive_audio(message["bytes"])
-        else:
-            await super().dispatch(message)
 
     async def connect(self) -> None:
         self.listeners = {}

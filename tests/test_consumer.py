@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import time
 import wave
 from urllib.parse import urlencode
 
@@ -11,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
+from recordings_app import services
 from recordings_app.models import Call, CallEvent, Recording
 from recordings_app.routing import websocket_urlpatterns
 from recordings_app.signatures import socket_token
@@ -44,23 +47,23 @@ def socket_path(n: int = 1) -> str:
 async def open_socket(
     n: int = 1, *, rate: int = 16000, query: str | None = None, headers=None
 ):
-    call = ids(n)
     path = socket_path(n) if query is None else f"/ws/audio?{query}"
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
     connected, _ = await communicator.connect()
     assert connected
     if rate:
-        await communicator.send_to(
-            text_data=json.dumps(
-                {
-                    "event": "websocket:connected",
-                    "content-type": f"audio/l16;rate={rate}",
-                    "call_uuid": call["uuid"],
-                    "conversation_uuid": call["conversation_uuid"],
-                }
-            )
-        )
+        await communicator.send_to(text_data=json.dumps(connected_message(n, rate)))
     return communicator
+
+
+def connected_message(n: int = 1, rate: int = 16000) -> dict[str, str]:
+    """Vonage's first text message on the socket."""
+    return {
+        "event": "websocket:connected",
+        "content-type": f"audio/l16;rate={rate}",
+        "call_uuid": ids(n)["uuid"],
+        "conversation_uuid": ids(n)["conversation_uuid"],
+    }
 
 
 async def send_frames(communicator, audio: bytes, frame: int) -> None:
@@ -283,3 +286,37 @@ async def test_audio_frames_skip_the_per_message_database_thread_hop(monkeypatch
     [recording] = await recordings_of()
     assert recording.frame_count == 100
     assert hops <= 3  # connect, websocket:connected, disconnect
+
+
+@pytest.mark.parametrize("slow_step", ["token_use", "call_for_socket"])
+async def test_a_socket_cut_off_while_it_opens_still_records_the_audio_queued(
+    monkeypatch, slow_step
+):
+    """Daphne cancels a consumer still busy application_close_timeout after
+    its peer left, even one still opening (a slow database): the audio that
+    arrived meanwhile must still be recorded, and the call's events kept."""
+    real_step = getattr(services, slow_step)
+
+    def slow(**kwargs):
+        time.sleep(0.5)
+        return real_step(**kwargs)
+
+    monkeypatch.setattr(services, slow_step, slow)
+    audio = pcm(1.0, 16000)
+    communicator = WebsocketCommunicator(application, socket_path())
+    await communicator.send_input({"type": "websocket.connect"})
+    await communicator.send_to(text_data=json.dumps(connected_message()))
+    await send_frames(communicator, audio, 640)
+    dtmf = {"event": "websocket:dtmf", "digit": "7", "duration": 260}
+    await communicator.send_to(text_data=json.dumps(dtmf))
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+    await asyncio.sleep(0.1)  # the consumer waits on the database
+
+    communicator.future.cancel()  # what Daphne does at its close timeout
+    with contextlib.suppress(asyncio.CancelledError):
+        await communicator.future
+
+    [recording] = await recordings_of()
+    assert wav_of(recording) == (16000, audio)
+    events = [event.status async for event in recording.call.events.all()]
+    assert "websocket:dtmf" in events
