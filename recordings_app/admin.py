@@ -298,9 +298,12 @@ class LiveSocketAdmin(admin.ModelAdmin):
         "seen_at",
     ]
 
-    @admin.display(boolean=True, description="alive")
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_alive()
+
+    @admin.display(boolean=True, description="alive", ordering="alive")
     def is_alive(self, live_socket: LiveSocket) -> bool:
-        return live_socket.is_alive()
+        return live_socket.alive
 
     def has_add_permission(self, request) -> bool:
         return False

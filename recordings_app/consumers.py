@@ -105,7 +105,10 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             # Daphne cancels a consumer still busy application_close_timeout
             # (10 s) after its peer left, frames it had queued and all: finish
             # what is in hand, take the rest, store the recording, then go.
-            await asyncio.shield(self.drain(receive))
+            # (It cancels again every second: the drain goes on regardless.)
+            draining = asyncio.ensure_future(self.drain(receive))
+            keep_until_done(draining)
+            await asyncio.shield(draining)
             raise
         except Exception:
             # Whatever broke, settle the socket count and keep the audio.
@@ -327,8 +330,10 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             self.counted = False
         if self.spool is None:
             return
-        self.ending = True  # no pause now: the audio is complete
-        live.monitor().discard(self)
+        # No pause now: the audio is complete. The call stays with the
+        # monitor (heartbeat, no level) until leave_live: storing a long
+        # call can take a while, and it is live until its recording is in.
+        self.ending = True
         try:
             await self.store_recording(code)
         finally:
@@ -556,11 +561,17 @@ OUTBOX_DRAIN_SECONDS = 5.0
 background_tasks: set[asyncio.Future] = set()
 
 
+def keep_until_done(task: asyncio.Future) -> None:
+    """Hold a task nobody awaits: the event loop keeps only weak references."""
+    background_tasks.add(task)
+    task.add_done_callback(background_tasks.discard)
+
+
 def run_in_background(function) -> None:
     """Run a slow sync function in a thread, after the socket is done with."""
-    task = asyncio.ensure_future(sync_to_async(function, thread_sensitive=False)())
-    background_tasks.add(task)  # held until done: the loop keeps weak references
-    task.add_done_callback(background_tasks.discard)
+    keep_until_done(
+        asyncio.ensure_future(sync_to_async(function, thread_sensitive=False)())
+    )
 
 
 def purge_old_calls_if_due() -> None:
@@ -663,7 +674,10 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
         await live.watch_renew(self.channel_layer)
 
     async def calls_refresh(self, event: dict[str, Any]) -> None:
-        await self.send_snapshot()
+        try:
+            await self.send_snapshot()
+        except Exception:  # the database is away: keep the page, try next time
+            logger.warning("dashboard snapshot failed", exc_info=True)
 
     async def call_started(self, event: dict[str, Any]) -> None:
         await self.send_json({"event": "started", "call": event["call"]})

@@ -51,6 +51,7 @@ class LiveCall(Protocol):
     live_socket_id: int | None
     last_frame: bytes
     paused: bool
+    ending: bool  # hung up, its recording being stored: no level to show
 
 
 class PauseNotConfirmed(Exception):
@@ -182,6 +183,7 @@ class LiveMonitor:
         levels = {
             str(call.call_id): 0.0 if call.paused else frame_level(call.last_frame)
             for call in list(self.calls)
+            if not call.ending
         }
         try:
             await channel_layer.group_send(

@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 from django.db import models
+from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
@@ -184,9 +185,22 @@ class LiveSocketQuerySet(models.QuerySet):
     def alive(self) -> LiveSocketQuerySet:
         """Sockets whose process said so lately: one that died (a worker
         killed, a machine lost) leaves its row behind, and that call must
-        not show as live, take pauses or block retention for ever."""
-        cutoff = timezone.now() - timedelta(seconds=LiveSocket.STALE_SECONDS)
-        return self.filter(seen_at__gte=cutoff)
+        not show as live, take listeners or block retention for ever."""
+        return self.filter(seen_at__gte=self.stale_before())
+
+    def with_alive(self) -> LiveSocketQuerySet:
+        return self.annotate(
+            alive=models.ExpressionWrapper(
+                models.Q(seen_at__gte=self.stale_before()),
+                output_field=models.BooleanField(),
+            )
+        )
+
+    @staticmethod
+    def stale_before() -> models.Expression:
+        # The database's clock, as for writing seen_at: the machines' clocks
+        # may differ.
+        return Now() - timedelta(seconds=LiveSocket.STALE_SECONDS)
 
 
 class LiveSocket(models.Model):
@@ -213,7 +227,9 @@ class LiveSocket(models.Model):
     paused = models.BooleanField(default=False)
     paused_by = models.CharField(max_length=150, blank=True)
     seen_at = models.DateTimeField(
-        default=timezone.now,
+        # A database default: workers still on the code before this field
+        # (during a deploy) can go on opening live sockets.
+        db_default=Now(),
         db_index=True,
         help_text="Its process last said it is recording (see HEARTBEAT_SECONDS).",
     )
@@ -225,11 +241,6 @@ class LiveSocket(models.Model):
 
     def __str__(self) -> str:
         return f"live socket of call {self.call_id}"
-
-    def is_alive(self) -> bool:
-        """As LiveSocketQuerySet.alive, for one row already loaded."""
-        age = timezone.now() - self.seen_at
-        return age <= timedelta(seconds=self.STALE_SECONDS)
 
 
 class UsedToken(models.Model):

@@ -18,7 +18,9 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from .audio import (
     FinishedSpool,
@@ -175,16 +177,25 @@ def live_socket_open(
     )
 
 
-async def live_socket_for_call(*, call_id: int) -> LiveSocket | None:
-    """The newest socket recording this call now, if any."""
-    sockets = LiveSocket.objects.alive().filter(call_id=call_id)
+async def live_socket_for_call(
+    *, call_id: int, even_if_stale: bool = False
+) -> LiveSocket | None:
+    """The newest socket recording this call now, if any.
+
+    even_if_stale: for a pause, which asks the socket itself and hears
+    whether it is there. A late heartbeat must never stop staff pausing a
+    call that is still being recorded.
+    """
+    sockets = LiveSocket.objects.filter(call_id=call_id)
+    if not even_if_stale:
+        sockets = sockets.alive()
     return await sockets.order_by("-id").afirst()
 
 
 def live_sockets_seen(*, live_socket_ids: list[int]) -> int:
     """A process's heartbeat: its sockets are still recording (one query)."""
     rows = LiveSocket.objects.filter(pk__in=live_socket_ids)
-    return rows.update(seen_at=timezone.now())
+    return rows.update(seen_at=Now())
 
 
 def live_socket_close(*, live_socket_id: int) -> None:
@@ -351,6 +362,13 @@ def _recover(meta_path: Path) -> Recording | None:
         call_uuid=meta.get("call_uuid", ""),
         conversation_uuid=meta.get("conversation_uuid", ""),
     )
+    # A spool recovered long after (its machine was down for a while) may
+    # find its call purged and made afresh: it keeps the day it happened,
+    # which retention goes by.
+    spooled_at = parse_datetime(str(meta.get("started_at", "")))
+    if spooled_at is not None and spooled_at < call.started_at:
+        call.started_at = spooled_at
+        call.save(update_fields=["started_at", "updated_at"])
     stored = meta.get("stored")
     if stored and default_storage.exists(stored["name"]):
         # The file reached storage; only the row is missing.

@@ -383,7 +383,7 @@ async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("Only staff may pause recording.")
     pause = request.POST.get("action") == "pause"
     call_url = reverse("recordings:call_detail", args=[pk])
-    live_socket = await services.live_socket_for_call(call_id=pk)
+    live_socket = await services.live_socket_for_call(call_id=pk, even_if_stale=True)
     if live_socket is None:
         messages.error(request, "This call is not in progress any more.")
         return redirect(call_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import timedelta
 
@@ -14,6 +15,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import OperationalError
+from django.db.models.functions import Now
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -549,16 +552,21 @@ async def test_a_dashboard_closes_when_its_user_signs_out_elsewhere(monkeypatch)
 def dead_process_call(number: str = "447700900444", *, age: float = 0) -> Call:
     """A live row whose process last renewed it `age` seconds ago."""
     call = Call.objects.create(uuid=f"dead-{number}", from_number=number)
-    live_socket = LiveSocket.objects.create(
+    LiveSocket.objects.create(
         call=call, channel_name=f"c-{number}", spool_name="s.wav", sample_rate=16000
     )
-    seen_at = live_socket.seen_at - timedelta(seconds=age)
-    LiveSocket.objects.filter(pk=live_socket.pk).update(seen_at=seen_at)
+    renewed_at = Now() - timedelta(seconds=age)
+    LiveSocket.objects.filter(call=call).update(seen_at=renewed_at)
     return call
 
 
+async def go_stale(live_socket: LiveSocket) -> None:
+    renewed_at = Now() - timedelta(seconds=LiveSocket.STALE_SECONDS + 1)
+    await LiveSocket.objects.filter(pk=live_socket.pk).aupdate(seen_at=renewed_at)
+
+
 def test_a_call_whose_process_stopped_renewing_it_is_not_live_anywhere(client):
-    staff = User.objects.create_user("sam", password="pw", is_staff=True)
+    staff = User.objects.create_superuser("sam", password="pw")
     client.force_login(staff)
     alive = dead_process_call("447700900111", age=LiveSocket.STALE_SECONDS - 10)
     dead = dead_process_call("447700900222", age=LiveSocket.STALE_SECONDS + 1)
@@ -570,12 +578,10 @@ def test_a_call_whose_process_stopped_renewing_it_is_not_live_anywhere(client):
     assert "Listen live" in client.get(alive.get_absolute_url()).content.decode()
     assert "Listen live" not in client.get(dead.get_absolute_url()).content.decode()
     assert [call["id"] for call in live.calls_in_progress()] == [alive.pk]
-
-    pause = client.post(
-        reverse("recordings:call_pause", args=[dead.pk]), {"action": "pause"}
-    )
-    assert pause.status_code == 302
-    assert "not in progress" in client.get(pause.url).content.decode()
+    in_admin = {row.call_id: row.alive for row in LiveSocket.objects.with_alive()}
+    assert in_admin == {alive.pk: True, dead.pk: False}
+    admin_list = client.get(reverse("admin:recordings_app_livesocket_changelist"))
+    assert admin_list.status_code == 200
 
 
 def test_retention_purges_a_call_whose_process_died_but_not_a_live_one():
@@ -615,8 +621,75 @@ async def test_an_open_dashboard_drops_a_call_whose_process_died(monkeypatch):
     first = await next_event(dashboard, "snapshot")
     assert [each["id"] for each in first["calls"]] == [call.pk]
 
-    stale = timezone.now() - timedelta(seconds=LiveSocket.STALE_SECONDS + 1)
-    await LiveSocket.objects.filter(call=call).aupdate(seen_at=stale)
+    await go_stale(await LiveSocket.objects.aget(call=call))
     later = await next_event(dashboard, "snapshot", timeout=2)
     assert later["calls"] == []  # the page moves the call to the finished list
+    await dashboard.disconnect()
+
+
+async def test_a_call_being_recorded_can_be_paused_though_its_heartbeat_is_late(
+    async_client,
+):
+    await caller()
+    staff, _ = await signed_in(staff=True, name="carol")
+    await async_client.aforce_login(staff)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await go_stale(live_socket)  # its worker's database thread was stuck, say
+
+    url = reverse("recordings:call_pause", args=[live_socket.call_id])
+    response = await post_as_daphne_would(async_client, url, {"action": "pause"})
+    page = await async_client.get(response["Location"])
+    assert "Recording paused" in page.content.decode()
+    await send_frames(recorder, pcm(0.2, 16000), FRAME)
+    await recorder.disconnect()
+    [recording] = await recordings_of()
+    assert recording.ended_paused
+
+
+async def test_a_call_stays_live_until_its_recording_is_stored(monkeypatch):
+    monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.5)
+    finalize = services.recording_finalize
+    storing = threading.Event()
+
+    def slow_finalize(**kwargs):
+        storing.set()
+        time.sleep(1.5)  # a long call going to S3, say
+        return finalize(**kwargs)
+
+    monkeypatch.setattr(services, "recording_finalize", slow_finalize)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await send_frames(recorder, pcm(0.2, 16000), FRAME)
+    await recorder.send_input({"type": "websocket.disconnect", "code": 1000})
+    assert await asyncio.to_thread(storing.wait, 5)
+
+    await asyncio.sleep(1.0)  # twice the time it takes to go stale
+    assert await LiveSocket.objects.alive().filter(pk=live_socket.pk).aexists()
+    await recorder.wait(timeout=5)
+    assert len(await recordings_of()) == 1
+    assert not await LiveSocket.objects.filter(pk=live_socket.pk).aexists()
+
+
+async def test_a_dashboard_outlives_a_snapshot_the_database_could_not_give(
+    monkeypatch,
+):
+    monkeypatch.setattr(live, "WATCH_RENEW_SECONDS", 0.05)
+    monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
+    _, cookie = await signed_in()
+    dashboard = await open_dashboard(cookie)
+    await next_event(dashboard, "snapshot")
+    real_query = live.calls_in_progress
+    failures = []
+
+    def query_once_failing() -> list[dict]:
+        if not failures:
+            failures.append("database away")
+            raise OperationalError("database away")
+        return real_query()
+
+    monkeypatch.setattr(live, "calls_in_progress", query_once_failing)
+    assert (await next_event(dashboard, "snapshot", timeout=2))["calls"] == []
+    assert failures
     await dashboard.disconnect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from recordings_app import services
 from recordings_app.models import AccessLogEntry, Call, LiveSocket, Recording
 
 from .test_consumer import open_socket, pcm, recordings_of, send_frames
+from .test_faults import crashed_writer
 from .test_views import make_call, record
 
 pytestmark = pytest.mark.django_db
@@ -260,3 +262,19 @@ async def test_a_call_ending_runs_the_automatic_purge(settings):
     assert not await Call.objects.filter(pk=old.call_id).aexists()
     assert not default_storage.exists(old.file.name)
     assert len(await recordings_of()) == 1  # the call that just ended is kept
+
+
+def test_a_call_recovered_after_its_purge_keeps_the_day_it_happened(settings):
+    """A machine down for weeks recovers a spool whose call retention purged
+    meanwhile: the call comes back with its own date, and goes with the next
+    purge rather than being kept for another full period."""
+    crashed_writer(settings.SPOOL_DIR, pcm(0.2, 16000))
+    [meta_path] = settings.SPOOL_DIR.glob("*.json")
+    started = timezone.now() - timedelta(days=60)
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "started_at": started.isoformat()}))
+
+    recording = services.recording_recover(meta_path=meta_path)
+    assert recording.call.started_at == started
+    cutoff = timezone.now() - timedelta(days=30)
+    assert services.purgeable_calls(cutoff).filter(pk=recording.call_id).exists()
