@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from django.core.files.storage import default_storage
-from django.db import connections
 from django.test import Client
 
 from recordings_app.models import Call, CallEvent, LiveSocket, Recording
 from recordings_app.simulator import CallPlan, load_wav, play_call, speak
 from recordings_app.templatetags.recordings import offset
 
-from .conftest import ROOT, require, wait_for_recordings
+from .conftest import ROOT, outside_the_event_loop, require, wait_for_recordings
 
 pytestmark = pytest.mark.e2e
 
@@ -26,19 +24,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 HAVE_METADATA = 1
 RATE = 16000
 SILENCE = (6.0, 8.0)  # where the simulated call holds two seconds of silence
-
-
-def outside_the_event_loop(function, *args):
-    """Run ORM work in a thread: Playwright's sync API runs a loop in this one."""
-
-    def run():
-        try:
-            return function(*args)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result()
 
 
 @pytest.fixture

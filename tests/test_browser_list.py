@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from .conftest import ROOT, sign_in
+from recordings_app.models import LiveSocket
+
+from .conftest import ROOT, outside_the_event_loop, sign_in
 from .test_views import make_call, record
 
 pytestmark = pytest.mark.e2e
@@ -158,3 +162,49 @@ def test_staff_place_a_legal_hold_and_the_call_shows_its_badge(
     first_row = page.locator("form.filters ~ table tbody tr").first
     assert RECENT_FAILED[0] in first_row.inner_text()
     assert first_row.locator(".badge.legal-hold").is_visible()
+
+
+@pytest.fixture
+def silent_call(daphne_server):
+    """A call whose worker stopped renewing its live row 91 s ago."""
+    call = make_call(40, started_at=timezone.now() - timedelta(minutes=5))
+    LiveSocket.objects.create(
+        call=call, channel_name="gone", spool_name="gone.wav", sample_rate=16000
+    )
+    silent_since = Now() - timedelta(seconds=LiveSocket.STALE_SECONDS + 1)
+    LiveSocket.objects.filter(call=call).update(seen_at=silent_since)
+    return call
+
+
+def test_the_live_list_puts_right_a_call_whose_worker_fell_silent(
+    daphne_server, silent_call, listener, browser, settings
+):
+    """A worker stops renewing its call (it died, or is only late): the page
+    lists the call once wherever it belongs, and with its recording once
+    recovery stores one."""
+    call = silent_call
+    to_the_page = []
+
+    def pass_through(socket) -> None:  # and keep a way to speak to the page
+        socket.connect_to_server()
+        to_the_page.append(socket)
+
+    context = browser.new_context()
+    context.route_web_socket("**/ws/calls", pass_through)
+    page = context.new_page()
+    sign_in(page, daphne_server.url, listener.username, PASSWORD)
+    page.wait_for_selector("[data-live-list][data-connected=true]", state="attached")
+    rows = page.locator(f'tr[data-call-id="{call.pk}"]')
+    assert rows.count() == 1 and rows.locator("button.play").count() == 0
+
+    # Its machine came back: recovery stores the audio, and says it ended.
+    outside_the_event_loop(record, call, b"\x10\x00" * 16000, settings.SPOOL_DIR)
+    to_the_page[-1].send(json.dumps({"event": "ended", "call_id": call.pk}))
+    page.wait_for_selector(f'tr[data-call-id="{call.pk}"] button.play')
+    assert rows.count() == 1
+
+    # Or its worker was only late: live again, and listed once.
+    summary = {"id": call.pk, "from": call.from_number, "url": call.get_absolute_url()}
+    to_the_page[-1].send(json.dumps({"event": "snapshot", "calls": [summary]}))
+    page.wait_for_selector(f'[data-live-rows] tr[data-call-id="{call.pk}"]')
+    assert rows.count() == 1

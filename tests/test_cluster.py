@@ -8,7 +8,6 @@ import asyncio
 import os
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from channels.layers import get_channel_layer
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -27,6 +26,7 @@ from .conftest import (
     ROOT,
     S3_BUCKET,
     DaphneServer,
+    outside_the_event_loop,
     s3_client,
     sign_in,
     use_s3,
@@ -118,20 +118,6 @@ def call_in_background(base_url: str) -> tuple[threading.Thread, dict]:
     return thread, result
 
 
-def in_a_thread(query):
-    """Playwright's sync API keeps an event loop in the test's thread, where
-    Django refuses queries: run them in a thread of their own."""
-
-    def run():
-        try:
-            return query()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result()
-
-
 async def test_an_idle_consumer_outlives_redis_blocking_reads():
     """A dashboard with nothing to show waits on Redis for longer than one
     5-second blocking read; that wait must not end in a Redis timeout."""
@@ -196,7 +182,7 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
         thread.join(timeout=CALL_SECONDS + 30)
 
     sent = result["call"]
-    [recording] = in_a_thread(lambda: wait_for_recordings(sent.uuid))
+    [recording] = outside_the_event_loop(lambda: wait_for_recordings(sent.uuid))
 
     # The call leaves B's live list for its finished list, and plays from there.
     finished_row = dashboard.locator("[data-finished-rows] tr").filter(has_text=CALLER)
@@ -228,7 +214,7 @@ def test_a_call_recorded_by_one_worker_is_live_paused_heard_and_played_on_anothe
     assert len(kept) == len(sent.audio)
     assert recording.paused_seconds >= 0.9
     assert bytes(16000) in kept  # half a second of silence at least
-    statuses = in_a_thread(
+    statuses = outside_the_event_loop(
         lambda: list(
             CallEvent.objects.filter(call_id=recording.call_id, source="staff")
             .order_by("id")

@@ -55,6 +55,9 @@
 
   function addLiveRow(call) {
     if (liveElement(call.id)) { return; }
+    // Listed as ended when its worker fell silent, and live after all.
+    const listedAsEnded = finishedRows && finishedRows.querySelector(`tr[data-call-id="${call.id}"]`);
+    if (listedAsEnded) { listedAsEnded.remove(); }
     const row = rowTemplate.content.querySelector("tr").cloneNode(true);
     row.dataset.callId = call.id;
     row.querySelector("[data-field=link]").href = call.url;
@@ -72,13 +75,15 @@
     list.hidden = liveRows.children.length === 0;
     if (document.querySelector("[data-reload-when-finished]")) { location.reload(); return; }  // the first call
     if (!finishedRows) { finishedNotice.hidden = false; return; }
-    if (finishedRows.querySelector(`tr[data-call-id="${callId}"]`)) { return; }  // drawn already
     const response = await fetch(list.dataset.rowUrl.replace("/0/", `/${callId}/`), { credentials: "same-origin" });
     // A redirect is the sign-in page (the session ended): never put it in the table.
     if (!response.ok || response.redirected) { finishedNotice.hidden = false; return; }
     const holder = document.createElement("template");
     holder.innerHTML = (await response.text()).trim();
-    finishedRows.prepend(holder.content);
+    // Drawn already (a snapshot, then "ended"; or a call whose worker fell
+    // silent, now recovered with its recording): the newer row wins.
+    const drawn = finishedRows.querySelector(`tr[data-call-id="${callId}"]`);
+    if (drawn) { drawn.replaceWith(holder.content); } else { finishedRows.prepend(holder.content); }
   }
 
   // --- both pages ------------------------------------------------------------
