@@ -359,9 +359,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 at_seconds=finished.duration_seconds,
             )
         try:
-            recording = await database_sync_to_async(services.recording_finalize)(
-                call=self.call, spool=finished
+            # Not in the one thread every socket of this process shares for
+            # its queries: hashing and uploading a long call (to S3, say)
+            # would hold up every other call's start, events and heartbeat.
+            finalize = database_sync_to_async(
+                services.recording_finalize, thread_sensitive=False
             )
+            recording = await finalize(call=self.call, spool=finished)
         except Exception:
             # The spool stays on disk with its metadata; nothing is lost.
             logger.exception(

@@ -693,3 +693,26 @@ async def test_a_dashboard_outlives_a_snapshot_the_database_could_not_give(
     assert (await next_event(dashboard, "snapshot", timeout=2))["calls"] == []
     assert failures
     await dashboard.disconnect()
+
+
+async def test_a_call_starts_while_another_is_being_stored(monkeypatch):
+    finalize = services.recording_finalize
+    storing = threading.Event()
+
+    def slow_finalize(**kwargs):
+        storing.set()
+        time.sleep(2.0)  # a long call going to S3, say
+        return finalize(**kwargs)
+
+    monkeypatch.setattr(services, "recording_finalize", slow_finalize)
+    first = await open_socket(1)
+    await send_frames(first, pcm(0.2, 16000), FRAME)
+    await first.send_input({"type": "websocket.disconnect", "code": 1000})
+    assert await asyncio.to_thread(storing.wait, 5)
+
+    started = time.monotonic()
+    second = await open_socket(2)
+    await wait_until_live(2)
+    assert time.monotonic() - started < 1.0  # not after the upload
+    await first.wait(timeout=5)
+    await second.disconnect()
