@@ -599,10 +599,10 @@ def test_retention_purges_a_call_whose_process_died_but_not_a_live_one():
 
 async def test_a_recording_process_keeps_its_calls_live(monkeypatch):
     monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.5)
+    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.8)
     recorder = await open_socket()
     live_socket = await wait_until_live()
-    for _ in range(50):  # a second of audio: twice the time it takes to go stale
+    for _ in range(80):  # 1.6 s of audio: twice the time it takes to go stale
         await recorder.send_to(bytes_data=b"\x00\x10" * 320)
         await asyncio.sleep(0.02)
 
@@ -649,13 +649,13 @@ async def test_a_call_being_recorded_can_be_paused_though_its_heartbeat_is_late(
 
 async def test_a_call_stays_live_until_its_recording_is_stored(monkeypatch):
     monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.5)
+    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.8)
     finalize = services.recording_finalize
     storing = threading.Event()
 
     def slow_finalize(**kwargs):
         storing.set()
-        time.sleep(1.5)  # a long call going to S3, say
+        time.sleep(2.5)  # a long call going to S3, say
         return finalize(**kwargs)
 
     monkeypatch.setattr(services, "recording_finalize", slow_finalize)
@@ -665,7 +665,7 @@ async def test_a_call_stays_live_until_its_recording_is_stored(monkeypatch):
     await recorder.send_input({"type": "websocket.disconnect", "code": 1000})
     assert await asyncio.to_thread(storing.wait, 5)
 
-    await asyncio.sleep(1.0)  # twice the time it takes to go stale
+    await asyncio.sleep(1.6)  # twice the time it takes to go stale
     assert await LiveSocket.objects.alive().filter(pk=live_socket.pk).aexists()
     await recorder.wait(timeout=5)
     assert len(await recordings_of()) == 1
