@@ -647,23 +647,31 @@ async def test_a_call_being_recorded_can_be_paused_though_its_heartbeat_is_late(
     assert recording.ended_paused
 
 
-async def test_a_call_stays_live_until_its_recording_is_stored(monkeypatch):
-    monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.8)
+async def hang_up_and_wait_while_stored_slowly(
+    recorder, monkeypatch, seconds: float
+) -> None:
+    """Hang up, and return once storing the recording has begun: it takes
+    `seconds` (a long call going to S3, say)."""
     finalize = services.recording_finalize
     storing = threading.Event()
 
     def slow_finalize(**kwargs):
         storing.set()
-        time.sleep(2.5)  # a long call going to S3, say
+        time.sleep(seconds)
         return finalize(**kwargs)
 
     monkeypatch.setattr(services, "recording_finalize", slow_finalize)
-    recorder = await open_socket()
-    live_socket = await wait_until_live()
     await send_frames(recorder, pcm(0.2, 16000), FRAME)
     await recorder.send_input({"type": "websocket.disconnect", "code": 1000})
     assert await asyncio.to_thread(storing.wait, 5)
+
+
+async def test_a_call_stays_live_until_its_recording_is_stored(monkeypatch):
+    monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(LiveSocket, "STALE_SECONDS", 0.8)
+    recorder = await open_socket()
+    live_socket = await wait_until_live()
+    await hang_up_and_wait_while_stored_slowly(recorder, monkeypatch, 2.5)
 
     await asyncio.sleep(1.6)  # twice the time it takes to go stale
     assert await LiveSocket.objects.alive().filter(pk=live_socket.pk).aexists()
@@ -696,19 +704,8 @@ async def test_a_dashboard_outlives_a_snapshot_the_database_could_not_give(
 
 
 async def test_a_call_starts_while_another_is_being_stored(monkeypatch):
-    finalize = services.recording_finalize
-    storing = threading.Event()
-
-    def slow_finalize(**kwargs):
-        storing.set()
-        time.sleep(2.0)  # a long call going to S3, say
-        return finalize(**kwargs)
-
-    monkeypatch.setattr(services, "recording_finalize", slow_finalize)
     first = await open_socket(1)
-    await send_frames(first, pcm(0.2, 16000), FRAME)
-    await first.send_input({"type": "websocket.disconnect", "code": 1000})
-    assert await asyncio.to_thread(storing.wait, 5)
+    await hang_up_and_wait_while_stored_slowly(first, monkeypatch, 2.0)
 
     started = time.monotonic()
     second = await open_socket(2)
