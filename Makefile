@@ -52,6 +52,7 @@ system-deps:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: venv system-deps lint test-sqlite test-services
 

@@ -2,7 +2,7 @@
 
 Writes a call's frames with the app's SpoolWriter, then times what
 RecordingConsumer.disconnect() runs at hangup: SpoolWriter.close() (patch the
-WAV header, fsync) and services.recording_finalize() (move into storage,
+WAV header, fsync) and recordings.recording_finalize() (move into storage,
 insert the Recording row). No server and no socket: this is the floor of the
 finalise time measured end to end by run.py. Run it from the app's directory,
 on a migrated database:
@@ -29,13 +29,14 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
-from recordings_app import services  # noqa: E402
-from recordings_app.audio import SpoolWriter, frame_bytes  # noqa: E402
+from recordings_app.audio.pcm import frame_bytes  # noqa: E402
+from recordings_app.audio.spool import SpoolWriter  # noqa: E402
+from recordings_app.services import calls, recordings  # noqa: E402
 
 
 def one_call(minutes: float) -> dict:
     call_uuid = str(uuid.uuid4())
-    call = services.call_for_socket(
+    call = calls.call_for_socket(
         call_uuid=call_uuid, conversation_uuid=f"CON-{call_uuid}"
     )
     spool = SpoolWriter(
@@ -53,7 +54,7 @@ def one_call(minutes: float) -> dict:
     written = time.perf_counter()
     finished = spool.close()
     closed = time.perf_counter()
-    recording = services.recording_finalize(call=call, spool=finished)
+    recording = recordings.recording_finalize(call=call, spool=finished)
     stored = time.perf_counter()
     return {
         "minutes": minutes,

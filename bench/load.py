@@ -39,11 +39,10 @@ import httpx
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recordings_app.simulator import (  # noqa: E402
-    FRAME_SECONDS,
+from recordings_app.audio.pcm import FRAME_SECONDS, frame_bytes  # noqa: E402
+from recordings_app.simulator.caller import (  # noqa: E402
     _sample_rate,
     _websocket_connect,
-    frame_size,
 )
 
 PING_EVERY_FRAMES = 50  # one round-trip probe per second of audio
@@ -84,7 +83,7 @@ class Call:
         if not uri.startswith("ws://127.0.0.1:"):
             raise RuntimeError(f"refusing to connect outside 127.0.0.1: {uri}")
         sample_rate = _sample_rate(endpoint.get("content-type"))
-        self.frame = os.urandom(frame_size(sample_rate))
+        self.frame = os.urandom(frame_bytes(sample_rate))
         # No compression (Vonage sends raw PCM) and no keepalive pings of
         # the library's own: the only pings are the probes below.
         self.socket = await websockets.connect(

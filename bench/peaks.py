@@ -1,4 +1,4 @@
-"""How long the waveform of a long call takes: audio.wav_peaks on a 1-hour WAV.
+"""How long the waveform of a long call takes: audio.peaks.wav_peaks on a 1-hour WAV.
 
 recording_finalize computes the peaks when a call ends, so this is time
 added to every hangup. Writes a WAV of noise (115 MB for an hour at 16 kHz)
@@ -24,7 +24,7 @@ sys.path.insert(0, os.getcwd())  # run from the app's directory
 
 import numpy as np  # noqa: E402
 
-from recordings_app.audio import wav_peaks  # noqa: E402
+from recordings_app.audio.peaks import wav_peaks  # noqa: E402
 
 RATE = 16000
 

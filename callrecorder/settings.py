@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from recordings_app.audio.pcm import SUPPORTED_SAMPLE_RATES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -295,10 +297,11 @@ CALLRECORDER_GREETING = os.environ.get(
 )
 # Sample rate asked of Vonage: 8000, 16000 or 24000 (16-bit mono PCM).
 CALLRECORDER_SAMPLE_RATE = int(os.environ.get("CALLRECORDER_SAMPLE_RATE", "16000"))
-if CALLRECORDER_SAMPLE_RATE not in (8000, 16000, 24000):
+if CALLRECORDER_SAMPLE_RATE not in SUPPORTED_SAMPLE_RATES:
     raise ImproperlyConfigured(
-        "CALLRECORDER_SAMPLE_RATE must be 8000, 16000 or 24000, "
-        f"not {CALLRECORDER_SAMPLE_RATE}"
+        "CALLRECORDER_SAMPLE_RATE must be "
+        f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES[:-1]))} "
+        f"or {SUPPORTED_SAMPLE_RATES[-1]}, not {CALLRECORDER_SAMPLE_RATE}"
     )
 # Where audio is written while a call is live; on the same filesystem as
 # MEDIA_ROOT, finishing a recording is a rename, not a copy.
@@ -376,7 +379,7 @@ ACCESS_LOG_PLAY_WINDOW_SECONDS = float(
 # --- retention ------------------------------------------------------------
 
 # Calls (with their recordings) older than this many days are purged
-# automatically wherever services.retention_purge_if_due() runs: in
+# automatically wherever services.retention.retention_purge_if_due() runs: in
 # recover_recordings (make run runs it at start), and after calls finish.
 # Unset keeps every call forever; calls on legal hold and calls still in
 # progress are never purged. manage.py purge_recordings purges by hand.

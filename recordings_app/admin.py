@@ -7,9 +7,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import services
+from .addresses import client_ip
+from .audio.figures import RecordingFigures
 from .models import AccessLogEntry, Call, CallEvent, LiveSocket, Recording
-from .views import client_ip
+from .services import holds
 
 
 def audio_player(recording: Recording) -> str:
@@ -65,7 +66,7 @@ class RefuseDeletingHeldCalls:
     """Deleting in the admin refuses, with a clear message, calls on legal hold.
 
     `held` names the lookup from this admin's model to Call.legal_hold.
-    services.recording_delete refuses too; this is what the user sees.
+    holds.recording_delete refuses too; this is what the user sees.
     """
 
     held: str
@@ -141,7 +142,7 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     @admin.action(permissions=["change"], description="Place on legal hold")
     def place_legal_hold(self, request, queryset) -> None:
         changed = [
-            services.legal_hold_set(call=call, on=True, by=request.user)
+            holds.legal_hold_set(call=call, on=True, by=request.user)
             for call in queryset
         ]
         self.message_user(
@@ -151,7 +152,7 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     @admin.action(permissions=["change"], description="Release legal hold")
     def release_legal_hold(self, request, queryset) -> None:
         changed = [
-            services.legal_hold_set(call=call, on=False, by=request.user)
+            holds.legal_hold_set(call=call, on=False, by=request.user)
             for call in queryset
         ]
         self.message_user(
@@ -159,7 +160,7 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
         )
 
     def delete_model(self, request, obj: Call) -> None:
-        services.call_delete(call=obj, user=request.user, ip_address=client_ip(request))
+        holds.call_delete(call=obj, user=request.user, ip_address=client_ip(request))
 
     def delete_queryset(self, request, queryset) -> None:
         for call in queryset:
@@ -200,15 +201,10 @@ class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
         "call",
         "player",
         "file",
-        "sample_rate",
-        "sample_count",
-        "frame_count",
-        "size_bytes",
-        "odd_byte_carries",
-        "started_at",
-        "ended_at",
+        *(name for name in RecordingFigures.names() if name != "peaks"),
         "created_at",
     ]
+    exclude = ["peaks"]  # a thousand numbers; the call's page draws them
     actions = ["delete_selected"]
     held = "call__legal_hold"
 
@@ -224,7 +220,7 @@ class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
         return False
 
     def delete_model(self, request, obj: Recording) -> None:
-        services.recording_delete(
+        holds.recording_delete(
             recording=obj, user=request.user, ip_address=client_ip(request)
         )
 

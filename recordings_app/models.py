@@ -9,6 +9,8 @@ from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
+from .audio.figures import RecordingFigures
+
 
 class Call(models.Model):
     """One phone call: every leg of a Vonage conversation, joined on its uuid."""
@@ -179,6 +181,14 @@ class Recording(models.Model):
         if not self.expected_frame_count:
             return None
         return min(self.frame_count / self.expected_frame_count, 1.0)
+
+    @classmethod
+    def from_figures(cls, *, call: Call, figures: RecordingFigures) -> Recording:
+        """An unsaved row holding the figures (a field for each), its file unset."""
+        values = {name: getattr(figures, name) for name in figures.names()}
+        if values["peaks"] is None:
+            values["peaks"] = []
+        return cls(call=call, **values)
 
 
 class LiveSocketQuerySet(models.QuerySet):

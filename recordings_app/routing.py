@@ -1,14 +1,13 @@
+"""WebSocket routes, as urls.py is for HTTP; the paths are in sockets.py."""
+
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from . import consumers
-
-# Channels routes cannot be reversed; the answer webhook and the pages build
-# the URIs from these.
-AUDIO_SOCKET_PATH = "/ws/audio"
-CALLS_SOCKET_PATH = "/ws/calls"
-LISTEN_SOCKET_PATH = "/ws/calls/{call_id}/listen"
+from .consumers.audio import RecordingConsumer
+from .consumers.dashboard import CallsConsumer
+from .consumers.listen import ListenConsumer
+from .sockets import AUDIO_SOCKET_PATH, CALLS_SOCKET_PATH, LISTEN_SOCKET_PATH
 
 
 def browser_socket(consumer):
@@ -20,10 +19,10 @@ def browser_socket(consumer):
 
 
 websocket_urlpatterns = [
-    path(AUDIO_SOCKET_PATH.lstrip("/"), consumers.RecordingConsumer.as_asgi()),
-    path(CALLS_SOCKET_PATH.lstrip("/"), browser_socket(consumers.CallsConsumer)),
+    path(AUDIO_SOCKET_PATH.lstrip("/"), RecordingConsumer.as_asgi()),
+    path(CALLS_SOCKET_PATH.lstrip("/"), browser_socket(CallsConsumer)),
     path(
         LISTEN_SOCKET_PATH.lstrip("/").replace("{call_id}", "<int:call_id>"),
-        browser_socket(consumers.ListenConsumer),
+        browser_socket(ListenConsumer),
     ),
 ]

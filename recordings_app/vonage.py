@@ -20,22 +20,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from vonage_voice.models import Connect, Talk, WebsocketEndpoint
 from vonage_voice.models.common import WebsocketAuthorization
 
-SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000)
 # WAV can hold any rate; these bounds only refuse nonsense from the socket.
 ACCEPTED_SAMPLE_RATES = range(8000, 48001)
-
-# Close codes the audio socket uses (4000-4999 are the application's own).
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401  # token missing, forged or expired; bad Vonage JWT
-CLOSE_WRONG_CALL = 4403  # the token was made for another call
-CLOSE_CALL_TOO_LONG = 4408  # CALLRECORDER_MAX_CALL_SECONDS reached
-CLOSE_TOKEN_REUSED = 4409  # the token has been used by an earlier socket
-CLOSE_UNSUPPORTED_AUDIO = 4415
-CLOSE_TOO_MANY_SOCKETS = 4429  # CALLRECORDER_MAX_SOCKETS reached in this process
-CLOSE_FRAME_TOO_BIG = 1009  # the standard "message too big"
-CLOSE_STORAGE_FAILED = (
-    1011  # the standard "internal error": the spool cannot be written
-)
 
 # Vonage call and conversation ids: a UUID, "CON-" plus a UUID, or similar.
 # Nothing else is accepted, so an id is always safe in a file name or a URL.

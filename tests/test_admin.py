@@ -5,10 +5,10 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from recordings_app import services
 from recordings_app.models import Call, CallEvent, LiveSocket, Recording
+from recordings_app.services import holds
 
-from .test_views import make_call, record
+from .helpers import make_call, record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,7 +119,7 @@ def test_deleting_a_call_deletes_its_recording_files(admin_client, recordings):
 @pytest.fixture
 def held(recordings, admin_user) -> Recording:
     """The first recording, its call on legal hold."""
-    services.legal_hold_set(call=recordings[0].call, on=True, by=admin_user)
+    holds.legal_hold_set(call=recordings[0].call, on=True, by=admin_user)
     return recordings[0]
 
 
@@ -187,8 +187,8 @@ def test_bulk_deleting_calls_refuses_when_one_is_held(admin_client, held):
 
 
 def test_the_service_refuses_too_whatever_the_caller(held, admin_user):
-    with pytest.raises(services.CallOnLegalHold):
-        services.call_delete(call=held.call, user=admin_user, ip_address=None)
+    with pytest.raises(holds.CallOnLegalHold):
+        holds.call_delete(call=held.call, user=admin_user, ip_address=None)
 
     assert Recording.objects.filter(pk=held.pk).exists()
 

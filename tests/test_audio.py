@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recordings_app import audio
-from recordings_app.audio import WAV_HEADER_SIZE, SpoolWriter, frame_bytes
+from recordings_app.audio import peaks as audio_peaks
+from recordings_app.audio import spool
+from recordings_app.audio.pcm import frame_bytes
+from recordings_app.audio.spool import WAV_HEADER_SIZE, SpoolWriter
 
 CALL_UUID = "aaaaaaaa-1111-2222-3333-444444444444"
 CONVERSATION_UUID = "CON-bbbbbbbb-1111-2222-3333-444444444444"
@@ -135,8 +137,8 @@ def test_a_spool_is_never_opened_over_an_existing_one(tmp_path, monkeypatch):
         def now(cls, tz=None):
             return frozen
 
-    monkeypatch.setattr(audio, "datetime", FrozenDatetime)
-    monkeypatch.setattr(audio.secrets, "token_hex", lambda nbytes: "00000000")
+    monkeypatch.setattr(spool, "datetime", FrozenDatetime)
+    monkeypatch.setattr(spool.secrets, "token_hex", lambda nbytes: "00000000")
     first = spool_writer(tmp_path)
     first.write(pcm(640))
     first_meta = first.meta_path.read_text()
@@ -286,14 +288,14 @@ def tone(seconds: float, amplitude: float, rate: int = 16000) -> np.ndarray:
 
 
 def test_silence_draws_a_flat_waveform():
-    peaks = audio.wav_peaks(wav_file(np.zeros(16000 * 3)))
+    peaks = audio_peaks.wav_peaks(wav_file(np.zeros(16000 * 3)))
 
-    assert len(peaks) == audio.PEAK_SLICES
+    assert len(peaks) == audio_peaks.PEAK_SLICES
     assert set(peaks) == {0}
 
 
 def test_a_full_scale_tone_reaches_the_top_of_the_waveform():
-    peaks = audio.wav_peaks(wav_file(tone(2, 32767)))
+    peaks = audio_peaks.wav_peaks(wav_file(tone(2, 32767)))
 
     assert min(peaks) >= 990
     assert max(peaks) == 1000
@@ -302,7 +304,7 @@ def test_a_full_scale_tone_reaches_the_top_of_the_waveform():
 def test_a_loud_second_half_shows_in_the_second_half_of_the_waveform():
     quiet_then_loud = np.concatenate([tone(5, 1000), tone(5, 30000)])
 
-    peaks = audio.wav_peaks(wav_file(quiet_then_loud), slices=100)
+    peaks = audio_peaks.wav_peaks(wav_file(quiet_then_loud), slices=100)
 
     assert len(peaks) == 100
     assert max(peaks[:50]) <= 31  # 1000 / 32768 of full scale
@@ -310,11 +312,11 @@ def test_a_loud_second_half_shows_in_the_second_half_of_the_waveform():
 
 
 def test_peaks_are_bounded_whatever_the_length_and_fewer_for_very_short_audio():
-    assert len(audio.wav_peaks(wav_file(np.zeros(16000 * 61)))) == 1000
-    assert len(audio.wav_peaks(wav_file(np.zeros(16000 * 60 + 7)))) == 1000
-    assert len(audio.wav_peaks(wav_file(np.zeros(1999)))) == 1000
-    assert len(audio.wav_peaks(wav_file(np.ones(250)))) == 250
-    assert audio.wav_peaks(wav_file([])) == []
+    assert len(audio_peaks.wav_peaks(wav_file(np.zeros(16000 * 61)))) == 1000
+    assert len(audio_peaks.wav_peaks(wav_file(np.zeros(16000 * 60 + 7)))) == 1000
+    assert len(audio_peaks.wav_peaks(wav_file(np.zeros(1999)))) == 1000
+    assert len(audio_peaks.wav_peaks(wav_file(np.ones(250)))) == 250
+    assert audio_peaks.wav_peaks(wav_file([])) == []
 
 
 @pytest.mark.parametrize("chunk", [1000, 4093, 1024 * 1024])
@@ -326,9 +328,9 @@ def test_each_peak_is_the_loudest_sample_of_its_slice_however_it_is_read(
     bounds = [k * len(samples) // 300 for k in range(301)]
     slices = [np.abs(samples[a:b]) for a, b in itertools.pairwise(bounds)]
     expected = [min(round(s.max() * 1000 / 32768), 1000) for s in slices]
-    monkeypatch.setattr(audio, "_PEAK_CHUNK_SAMPLES", chunk)
+    monkeypatch.setattr(audio_peaks, "_PEAK_CHUNK_SAMPLES", chunk)
 
-    assert audio.wav_peaks(wav_file(samples), slices=300) == expected
+    assert audio_peaks.wav_peaks(wav_file(samples), slices=300) == expected
 
 
 def test_the_spool_of_a_call_gives_its_waveform(tmp_path):
@@ -341,11 +343,11 @@ def test_the_spool_of_a_call_gives_its_waveform(tmp_path):
     finished = writer.close()
 
     with open(finished.path, "rb") as handle:
-        peaks = audio.wav_peaks(handle, slices=10)
+        peaks = audio_peaks.wav_peaks(handle, slices=10)
 
     assert peaks == [0] * 5 + [500] * 5
 
 
 def test_a_file_that_is_not_a_wav_has_no_waveform():
     with pytest.raises(ValueError, match="not a PCM WAV"):
-        audio.wav_peaks(io.BytesIO(b"not audio at all"))
+        audio_peaks.wav_peaks(io.BytesIO(b"not audio at all"))

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from recordings_app.simulator import CallPlan, load_wav, play_call, speak
+from recordings_app.simulator.caller import CallPlan, play_call
+from recordings_app.simulator.sounds import load_wav, speak
 
-from .conftest import ROOT, require, wait_for_recordings
+from .helpers import ROOT, require, wait_for_recordings
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,11 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from recordings_app.models import Call, CallEvent, LiveSocket, Recording
-from recordings_app.simulator import CallPlan, load_wav, play_call, speak
+from recordings_app.simulator.caller import CallPlan, play_call
+from recordings_app.simulator.sounds import load_wav, speak
 from recordings_app.templatetags.recordings import offset
 
-from .conftest import ROOT, outside_the_event_loop, require, wait_for_recordings
+from .helpers import ROOT, outside_the_event_loop, require, wait_for_recordings
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from recordings_app.models import LiveSocket
 
-from .conftest import ROOT, outside_the_event_loop, sign_in
-from .test_views import make_call, record
+from .helpers import ROOT, make_call, outside_the_event_loop, record, sign_in
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,10 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from recordings_app.models import Call, CallEvent
-from recordings_app.simulator import CallPlan, beep_tone, play_call
+from recordings_app.simulator.caller import CallPlan, play_call
+from recordings_app.simulator.sounds import beep_tone
 
-from .conftest import (
+from .helpers import (
     ROOT,
     S3_BUCKET,
     DaphneServer,

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from recordings_app.models import Recording
 
-from .test_views import make_call, record
+from .helpers import make_call, record
 
 pytestmark = pytest.mark.django_db
 

@@ -2,85 +2,34 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
-import wave
 from urllib.parse import urlencode
 
 import pytest
-from channels.db import database_sync_to_async
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from recordings_app import consumers, services
+from recordings_app.consumers import tasks
+from recordings_app.consumers.audio import RecordingConsumer
 from recordings_app.models import Call, CallEvent, LiveSocket, Recording
-from recordings_app.routing import websocket_urlpatterns
+from recordings_app.services import access, calls
 from recordings_app.signatures import socket_token
+
+from .helpers import (
+    application,
+    connected_message,
+    ids,
+    open_socket,
+    pcm,
+    recordings_of,
+    send_frames,
+    socket_path,
+    wav_of,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("close_async_orm_connections"),
 ]
-
-application = URLRouter(websocket_urlpatterns)
-
-
-def pcm(seconds: float, rate: int, seed: int = 1) -> bytes:
-    """Noise: any dropped, repeated or shifted byte changes the result."""
-    return random.Random(seed).randbytes(int(seconds * rate) * 2)
-
-
-def ids(n: int = 1) -> dict[str, str]:
-    return {
-        "uuid": f"aaaaaaaa-0000-0000-0000-{n:012d}",
-        "conversation_uuid": f"CON-bbbbbbbb-0000-0000-0000-{n:012d}",
-    }
-
-
-def socket_path(n: int = 1) -> str:
-    """The URI the answer webhook gives Vonage: the call's ids and its token."""
-    call = ids(n)
-    return "/ws/audio?" + urlencode({**call, "token": socket_token(call["uuid"])})
-
-
-async def open_socket(
-    n: int = 1, *, rate: int = 16000, query: str | None = None, headers=None
-):
-    path = socket_path(n) if query is None else f"/ws/audio?{query}"
-    communicator = WebsocketCommunicator(application, path, headers=headers or [])
-    connected, _ = await communicator.connect()
-    assert connected
-    if rate:
-        await communicator.send_to(text_data=json.dumps(connected_message(n, rate)))
-    return communicator
-
-
-def connected_message(n: int = 1, rate: int = 16000) -> dict[str, str]:
-    """Vonage's first text message on the socket."""
-    return {
-        "event": "websocket:connected",
-        "content-type": f"audio/l16;rate={rate}",
-        "call_uuid": ids(n)["uuid"],
-        "conversation_uuid": ids(n)["conversation_uuid"],
-    }
-
-
-async def send_frames(communicator, audio: bytes, frame: int) -> None:
-    for start in range(0, len(audio), frame):
-        await communicator.send_to(bytes_data=audio[start : start + frame])
-
-
-@database_sync_to_async
-def recordings_of(n: int = 1) -> list[Recording]:
-    return list(
-        Recording.objects.select_related("call").filter(call__uuid=ids(n)["uuid"])
-    )
-
-
-def wav_of(recording: Recording) -> tuple[int, bytes]:
-    with recording.file.open("rb") as handle, wave.open(handle) as wav:
-        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
-        return wav.getframerate(), wav.readframes(wav.getnframes())
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 24000])
@@ -248,7 +197,7 @@ async def test_socket_start_and_end_are_published_to_the_calls_group():
     await communicator.send_to(bytes_data=b"\x01\x00" * 320)
 
     async def next_call_message() -> dict:
-        while True:  # skip "anyone watching?" (live.py), asked as the call starts
+        while True:  # skip "anyone watching?" (live.monitor), asked as the call starts
             message = await asyncio.wait_for(layer.receive(channel), 5)
             if message["type"].startswith("call."):
                 return message
@@ -287,20 +236,24 @@ async def test_audio_frames_skip_the_per_message_database_thread_hop(monkeypatch
     assert hops <= 3  # connect, websocket:connected, disconnect
 
 
-@pytest.mark.parametrize("slow_step", ["token_use", "call_for_socket"])
+@pytest.mark.parametrize(
+    ("module", "slow_step"),
+    [(access, "token_use"), (calls, "call_for_socket")],
+    ids=["token_use", "call_for_socket"],
+)
 async def test_a_socket_cut_off_while_it_opens_still_records_the_audio_queued(
-    monkeypatch, slow_step
+    monkeypatch, module, slow_step
 ):
     """Daphne cancels a consumer still busy application_close_timeout after
     its peer left, even one still opening (a slow database): the audio that
     arrived meanwhile must still be recorded, and the call's events kept."""
-    real_step = getattr(services, slow_step)
+    real_step = getattr(module, slow_step)
 
     def slow(**kwargs):
         time.sleep(0.5)
         return real_step(**kwargs)
 
-    monkeypatch.setattr(services, slow_step, slow)
+    monkeypatch.setattr(module, slow_step, slow)
     audio = pcm(1.0, 16000)
     communicator = WebsocketCommunicator(application, socket_path())
     await communicator.send_input({"type": "websocket.connect"})
@@ -315,7 +268,7 @@ async def test_a_socket_cut_off_while_it_opens_still_records_the_audio_queued(
         communicator.future.cancel()
         await asyncio.sleep(0.2)
     for _ in range(100):  # the drain goes on after the consumer let go
-        if await recordings_of() and not consumers.background_tasks:
+        if await recordings_of() and not tasks.background_tasks:
             break
         await asyncio.sleep(0.05)
 
@@ -323,5 +276,5 @@ async def test_a_socket_cut_off_while_it_opens_still_records_the_audio_queued(
     assert wav_of(recording) == (16000, audio)
     events = [event.status async for event in recording.call.events.all()]
     assert sorted(events) == ["websocket:connected", "websocket:dtmf"]
-    assert consumers.RecordingConsumer.active_sockets == 0
+    assert RecordingConsumer.active_sockets == 0
     assert not await LiveSocket.objects.aexists()

@@ -12,9 +12,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from recordings_app.models import Call, CallEvent
-from recordings_app.simulator import CallPlan, play_call
+from recordings_app.simulator.caller import CallPlan, play_call
 
-from .conftest import wait_for_recordings
+from .helpers import wait_for_recordings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("close_async_orm_connections")]
 

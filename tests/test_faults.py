@@ -22,14 +22,21 @@ from channels.layers import get_channel_layer
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 
-from recordings_app.audio import SpoolWriter
-from recordings_app.live import CALLS_GROUP
+from recordings_app.audio.spool import SpoolWriter
+from recordings_app.live.events import CALLS_GROUP
 from recordings_app.models import Call, LiveSocket, Recording
 
-from .conftest import ROOT, wait_for_recordings
-from .test_consumer import open_socket, pcm, recordings_of, send_frames, wav_of
+from .helpers import (
+    FRAME,
+    crashed_writer,
+    open_socket,
+    pcm,
+    recordings_of,
+    send_frames,
+    wait_for_recordings,
+    wav_of,
+)
 
-FRAME = 640  # 20 ms at 16 kHz
 pytestmark = pytest.mark.usefixtures("close_async_orm_connections")
 
 
@@ -47,29 +54,6 @@ def recover(grace: float = 0) -> str:
 def wav_data(recording: Recording) -> bytes:
     with recording.file.open("rb") as handle, wave.open(handle) as wav:
         return wav.readframes(wav.getnframes())
-
-
-def crashed_writer(spool_dir, audio: bytes, *, flush_every_frame: bool = True) -> None:
-    """A process that spools audio and dies without closing anything (os._exit)."""
-    script = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
-import os
-from pathlib import Path
-from recordings_app.audio import SpoolWriter
-audio = sys.stdin.buffer.read()
-writer = SpoolWriter(
-    Path({str(spool_dir)!r}),
-    call_uuid="aaaaaaaa-0000-0000-0000-000000000001",
-    conversation_uuid="CON-1",
-    sample_rate=16000,
-    flush_seconds={0.0 if flush_every_frame else 3600.0},
-)
-for start in range(0, len(audio), {FRAME}):
-    writer.write(audio[start:start + {FRAME}])
-os._exit(0)
-"""
-    subprocess.run([sys.executable, "-c", script], input=audio, check=True)
 
 
 # --- recovery ---------------------------------------------------------------

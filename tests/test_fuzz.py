@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from recordings_app.models import Call
 
-from .test_consumer import open_socket, pcm, recordings_of, send_frames, wav_of
+from .helpers import open_socket, pcm, recordings_of, send_frames, wav_of
 
 SECRET = "vonage-signature-secret-0123456789abcdef"
 WEBHOOKS = ["recordings:answer_webhook", "recordings:event_webhook"]

@@ -21,11 +21,15 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from recordings_app import live, services
+from recordings_app import selectors
+from recordings_app.live import events as live_events
+from recordings_app.live.pause import CallEnded, ask_to_pause
 from recordings_app.models import Call, CallEvent, LiveSocket
+from recordings_app.services import recordings, retention
 
-from .test_consumer import (
+from .helpers import (
     application,
+    crashed_writer,
     ids,
     open_socket,
     pcm,
@@ -33,7 +37,6 @@ from .test_consumer import (
     send_frames,
     wav_of,
 )
-from .test_faults import crashed_writer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -160,7 +163,7 @@ async def test_dashboard_sees_a_call_start_with_its_caller_its_level_and_its_end
 async def test_levels_go_out_only_while_someone_watches_and_a_few_times_a_second():
     layer = get_channel_layer()
     spy = await layer.new_channel()
-    await layer.group_add(live.CALLS_GROUP, spy)
+    await layer.group_add(live_events.CALLS_GROUP, spy)
     recorder = await open_socket()
     await wait_until_live()
 
@@ -179,15 +182,15 @@ async def test_levels_go_out_only_while_someone_watches_and_a_few_times_a_second
         return count
 
     assert await levels_during(1.0) == 0  # nobody watching: nothing sent
-    await live.watch_renew(layer)
+    await live_events.watch_renew(layer)
     watched = await levels_during(1.0)
     assert 2 <= watched <= 5  # about every 250 ms, not every 20 ms frame
     await recorder.disconnect()
-    await layer.group_discard(live.CALLS_GROUP, spy)
+    await layer.group_discard(live_events.CALLS_GROUP, spy)
 
 
 async def pause(live_socket: LiveSocket, paused: bool, by: str = "alice") -> bool:
-    return await live.ask_to_pause(
+    return await ask_to_pause(
         get_channel_layer(), live_socket.channel_name, paused=paused, by=by
     )
 
@@ -407,7 +410,7 @@ def test_recovering_a_dead_writers_spool_ends_its_live_row(settings):
         sample_rate=16000,
     )
 
-    recording = services.recording_recover(meta_path=meta_path)
+    recording = recordings.recording_recover(meta_path=meta_path)
     assert recording is not None and recording.recovered
     assert not LiveSocket.objects.filter(call=call).exists()
 
@@ -429,20 +432,20 @@ async def test_a_page_opened_during_a_call_gets_it_in_its_first_message():
 
 
 async def test_a_pause_asked_after_the_call_ended_is_refused(monkeypatch):
-    finalize = services.recording_finalize
+    finalize = recordings.recording_finalize
 
     def slow_finalize(**kwargs):  # a long call being stored
         time.sleep(1.5)
         return finalize(**kwargs)
 
-    monkeypatch.setattr(services, "recording_finalize", slow_finalize)
+    monkeypatch.setattr(recordings, "recording_finalize", slow_finalize)
     recorder = await open_socket()
     live_socket = await wait_until_live()
     await send_frames(recorder, pcm(0.2, 16000), FRAME)
     hanging_up = asyncio.ensure_future(recorder.disconnect())
     await asyncio.sleep(0.3)  # the recording is being stored
 
-    with pytest.raises(live.CallEnded):
+    with pytest.raises(CallEnded):
         await pause(live_socket, True)
     await hanging_up
     [recording] = await recordings_of()
@@ -519,7 +522,7 @@ async def test_listen_in_gets_whole_samples_even_from_odd_frames():
 
 
 async def test_listen_in_ends_when_the_call_is_no_longer_live(monkeypatch):
-    monkeypatch.setattr(live, "LISTEN_RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(live_events, "LISTEN_RENEW_SECONDS", 0.1)
     recorder = await open_socket()
     live_socket = await wait_until_live()
     _, cookie = await signed_in(staff=True)
@@ -532,7 +535,7 @@ async def test_listen_in_ends_when_the_call_is_no_longer_live(monkeypatch):
 
 
 async def test_a_dashboard_closes_when_its_user_signs_out_elsewhere(monkeypatch):
-    monkeypatch.setattr(live, "WATCH_RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(live_events, "WATCH_RENEW_SECONDS", 0.1)
     _, cookie = await signed_in()
     dashboard = await open_dashboard(cookie)
     await next_event(dashboard, "snapshot")
@@ -577,7 +580,7 @@ def test_a_call_whose_process_stopped_renewing_it_is_not_live_anywhere(client):
     assert "447700900222" in finished_part and "447700900222" not in live_part
     assert "Listen live" in client.get(alive.get_absolute_url()).content.decode()
     assert "Listen live" not in client.get(dead.get_absolute_url()).content.decode()
-    assert [call["id"] for call in live.calls_in_progress()] == [alive.pk]
+    assert [call["id"] for call in selectors.calls_in_progress()] == [alive.pk]
     in_admin = {row.call_id: row.alive for row in LiveSocket.objects.with_alive()}
     assert in_admin == {alive.pk: True, dead.pk: False}
     admin_list = client.get(reverse("admin:recordings_app_livesocket_changelist"))
@@ -589,7 +592,7 @@ def test_retention_purges_a_call_whose_process_died_but_not_a_live_one():
     dead = dead_process_call("447700900222", age=LiveSocket.STALE_SECONDS + 1)
     Call.objects.update(started_at=timezone.now() - timedelta(days=60))
 
-    report = services.purge_calls_older_than(
+    report = retention.purge_calls_older_than(
         timezone.now() - timedelta(days=30), dry_run=False
     )
     assert report.deleted_calls == 1
@@ -613,7 +616,7 @@ async def test_a_recording_process_keeps_its_calls_live(monkeypatch):
 
 
 async def test_an_open_dashboard_drops_a_call_whose_process_died(monkeypatch):
-    monkeypatch.setattr(live, "WATCH_RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(live_events, "WATCH_RENEW_SECONDS", 0.1)
     monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.2)
     call = await database_sync_to_async(dead_process_call)()
     _, cookie = await signed_in()
@@ -652,7 +655,7 @@ async def hang_up_and_wait_while_stored_slowly(
 ) -> None:
     """Hang up, and return once storing the recording has begun: it takes
     `seconds` (a long call going to S3, say)."""
-    finalize = services.recording_finalize
+    finalize = recordings.recording_finalize
     storing = threading.Event()
 
     def slow_finalize(**kwargs):
@@ -660,7 +663,7 @@ async def hang_up_and_wait_while_stored_slowly(
         time.sleep(seconds)
         return finalize(**kwargs)
 
-    monkeypatch.setattr(services, "recording_finalize", slow_finalize)
+    monkeypatch.setattr(recordings, "recording_finalize", slow_finalize)
     await send_frames(recorder, pcm(0.2, 16000), FRAME)
     await recorder.send_input({"type": "websocket.disconnect", "code": 1000})
     assert await asyncio.to_thread(storing.wait, 5)
@@ -683,12 +686,12 @@ async def test_a_call_stays_live_until_its_recording_is_stored(monkeypatch):
 async def test_a_dashboard_outlives_a_snapshot_the_database_could_not_give(
     monkeypatch,
 ):
-    monkeypatch.setattr(live, "WATCH_RENEW_SECONDS", 0.05)
+    monkeypatch.setattr(live_events, "WATCH_RENEW_SECONDS", 0.05)
     monkeypatch.setattr(LiveSocket, "HEARTBEAT_SECONDS", 0.1)
     _, cookie = await signed_in()
     dashboard = await open_dashboard(cookie)
     await next_event(dashboard, "snapshot")
-    real_query = live.calls_in_progress
+    real_query = selectors.calls_in_progress
     failures = []
 
     def query_once_failing() -> list[dict]:
@@ -697,7 +700,7 @@ async def test_a_dashboard_outlives_a_snapshot_the_database_could_not_give(
             raise OperationalError("database away")
         return real_query()
 
-    monkeypatch.setattr(live, "calls_in_progress", query_once_failing)
+    monkeypatch.setattr(selectors, "calls_in_progress", query_once_failing)
     assert (await next_event(dashboard, "snapshot", timeout=2))["calls"] == []
     assert failures
     await dashboard.disconnect()

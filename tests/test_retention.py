@@ -16,12 +16,19 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from recordings_app import services
+from recordings_app import selectors
 from recordings_app.models import AccessLogEntry, Call, LiveSocket, Recording
+from recordings_app.services import holds, recordings, retention
 
-from .test_consumer import open_socket, pcm, recordings_of, send_frames
-from .test_faults import crashed_writer
-from .test_views import make_call, record
+from .helpers import (
+    crashed_writer,
+    make_call,
+    open_socket,
+    pcm,
+    record,
+    recordings_of,
+    send_frames,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +38,7 @@ AUDIO = b"\x01\x02" * 3200  # 0.2 s at 16 kHz
 @pytest.fixture(autouse=True)
 def _fresh_retention_clock(monkeypatch) -> None:
     """Each test starts as a new process would: no automatic purge run yet."""
-    monkeypatch.setattr(services, "_retention_last_run", None)
+    monkeypatch.setattr(retention, "schedule", retention.RetentionSchedule())
 
 
 def old_call(n: int, days: float, settings, **fields) -> Recording:
@@ -79,7 +86,7 @@ def test_yes_deletes_old_calls_files_and_rows_and_keeps_new_ones(settings):
 
 def test_a_call_on_legal_hold_is_never_purged(settings, admin_user):
     held = old_call(1, 400, settings)
-    services.legal_hold_set(call=held.call, on=True, by=admin_user)
+    holds.legal_hold_set(call=held.call, on=True, by=admin_user)
 
     output = purge("--older-than", "1h", "--yes")
 
@@ -143,14 +150,14 @@ def test_a_call_that_fails_to_purge_is_reported_and_the_others_still_go(
 ):
     stuck = old_call(1, 50, settings)  # the oldest: purged first
     other = old_call(2, 40, settings)
-    real_append = services.access_log_append
+    real_append = retention.access_log_append
 
     def access_log_append(*, recording, **kwargs):
         if recording.pk == stuck.pk:
             raise RuntimeError("access log unavailable")
         return real_append(recording=recording, **kwargs)
 
-    monkeypatch.setattr(services, "access_log_append", access_log_append)
+    monkeypatch.setattr(retention, "access_log_append", access_log_append)
     out = StringIO()
 
     with pytest.raises(CommandError, match="1 failure"):
@@ -171,7 +178,7 @@ def test_automatic_retention_purges_when_set(settings):
     old = old_call(1, 31, settings)
     new = old_call(2, 29, settings)
 
-    report = services.retention_purge_if_due()
+    report = retention.retention_purge_if_due()
 
     assert report.deleted_calls == 1
     assert not default_storage.exists(old.file.name)
@@ -182,21 +189,21 @@ def test_automatic_retention_does_nothing_when_unset(settings):
     settings.CALLRECORDER_RETENTION_DAYS = None
     old = old_call(1, 3000, settings)
 
-    assert services.retention_purge_if_due() is None
+    assert retention.retention_purge_if_due() is None
     assert default_storage.exists(old.file.name)
 
 
 def test_automatic_retention_runs_at_most_once_an_interval(settings):
     settings.CALLRECORDER_RETENTION_DAYS = 30
     settings.CALLRECORDER_RETENTION_CHECK_SECONDS = 3600
-    services.retention_purge_if_due()
+    retention.retention_purge_if_due()
     later = old_call(1, 31, settings)
 
-    assert services.retention_purge_if_due() is None
+    assert retention.retention_purge_if_due() is None
     assert Recording.objects.filter(pk=later.pk).exists()
 
     settings.CALLRECORDER_RETENTION_CHECK_SECONDS = 0
-    assert services.retention_purge_if_due().deleted_calls == 1
+    assert retention.retention_purge_if_due().deleted_calls == 1
 
 
 def test_recover_recordings_runs_the_automatic_purge(settings):
@@ -217,14 +224,14 @@ def test_of_many_threads_finishing_calls_at_once_one_purges(settings, monkeypatc
     def slow_purge(cutoff, *, dry_run, limit=None):
         purges.append(cutoff)
         time.sleep(0.2)  # still purging while the others ask
-        return services.PurgeReport(cutoff=cutoff, dry_run=dry_run)
+        return retention.PurgeReport(cutoff=cutoff, dry_run=dry_run)
 
-    monkeypatch.setattr(services, "purge_calls_older_than", slow_purge)
+    monkeypatch.setattr(retention, "purge_calls_older_than", slow_purge)
     start = threading.Barrier(8)
 
     def finish_a_call():
         start.wait()
-        return services.retention_purge_if_due()
+        return retention.retention_purge_if_due()
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: finish_a_call(), range(8)))
@@ -235,16 +242,16 @@ def test_of_many_threads_finishing_calls_at_once_one_purges(settings, monkeypatc
 
 def test_a_backlog_is_purged_a_batch_a_run_without_waiting(settings, monkeypatch):
     settings.CALLRECORDER_RETENTION_DAYS = 30
-    monkeypatch.setattr(services, "RETENTION_BATCH", 2)
+    monkeypatch.setattr(retention, "RETENTION_BATCH", 2)
     old = [old_call(n, 40 + n, settings) for n in range(3)]
 
-    first = services.retention_purge_if_due()
-    second = services.retention_purge_if_due()
+    first = retention.retention_purge_if_due()
+    second = retention.retention_purge_if_due()
 
     assert (first.deleted_calls, first.more) == (2, True)
     assert (second.deleted_calls, second.more) == (1, False)
     assert not Recording.objects.filter(pk__in=[r.pk for r in old]).exists()
-    assert services.retention_purge_if_due() is None  # caught up: wait now
+    assert retention.retention_purge_if_due() is None  # caught up: wait now
 
 
 @pytest.mark.django_db(transaction=True)
@@ -274,7 +281,7 @@ def test_a_call_recovered_after_its_purge_keeps_the_day_it_happened(settings):
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "started_at": started.isoformat()}))
 
-    recording = services.recording_recover(meta_path=meta_path)
+    recording = recordings.recording_recover(meta_path=meta_path)
     assert recording.call.started_at == started
     cutoff = timezone.now() - timedelta(days=30)
-    assert services.purgeable_calls(cutoff).filter(pk=recording.call_id).exists()
+    assert selectors.purgeable_calls(cutoff).filter(pk=recording.call_id).exists()

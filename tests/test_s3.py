@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from recordings_app.models import Call, Recording
-from recordings_app.simulator import CallPlan, beep_tone, play_call
+from recordings_app.simulator.caller import CallPlan, play_call
+from recordings_app.simulator.sounds import beep_tone
 
-from .conftest import (
+from .helpers import (
     S3_BUCKET,
     running_server,
     s3_client,

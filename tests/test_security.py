@@ -16,20 +16,21 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 
-from recordings_app.consumers import RecordingConsumer
+from recordings_app.consumers.audio import RecordingConsumer
 from recordings_app.models import AccessLogEntry, Call, CallEvent, Recording
 from recordings_app.signatures import socket_token
-from recordings_app.simulator import vonage_jwt
+from recordings_app.simulator.caller import vonage_jwt
 
-from .test_consumer import (
+from .helpers import (
     ids,
+    make_call,
     open_socket,
     pcm,
+    record,
     recordings_of,
     send_frames,
     wav_of,
 )
-from .test_views import make_call, record
 
 SECRET = "vonage-signature-secret-0123456789abcdef"  # 32+ bytes, as Vonage's
 EVENT = {
@@ -371,7 +372,7 @@ def test_storage_url_delivery_redirects_to_the_storage(
 
 
 def body_of(response) -> bytes:
-    from .test_views import body
+    from .helpers import body
 
     return body(response)
 
@@ -552,7 +553,7 @@ async def test_a_webhooks_jwt_cannot_open_the_socket_again(settings):
 async def test_a_database_error_on_a_key_press_costs_the_event_not_the_call(
     monkeypatch,
 ):
-    from recordings_app import services
+    from recordings_app.services import calls
 
     def database_down(**kwargs):
         raise RuntimeError("database is locked")
@@ -560,7 +561,7 @@ async def test_a_database_error_on_a_key_press_costs_the_event_not_the_call(
     audio = pcm(0.4, 16000)
     communicator = await open_socket()
     await send_frames(communicator, audio[:6400], 640)
-    monkeypatch.setattr(services, "socket_event_record", database_down)
+    monkeypatch.setattr(calls, "socket_event_record", database_down)
     await communicator.send_to(text_data='{"event":"websocket:dtmf","digit":"1"}')
     await send_frames(communicator, audio[6400:], 640)
     await communicator.disconnect()

@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.db import connection
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:

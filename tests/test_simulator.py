@@ -14,9 +14,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from recordings_app.models import Call, CallEvent
-from recordings_app.simulator import AudioFormatError, beep_tone, load_wav
+from recordings_app.simulator.sounds import AudioFormatError, beep_tone, load_wav
 
-from .conftest import free_port, wait_for_recordings
+from .helpers import free_port, wait_for_recordings
 
 
 def write_wav(
@@ -212,7 +212,8 @@ def test_a_socket_the_server_closes_early_is_reported_with_its_code(daphne_serve
 
     import httpx
 
-    from recordings_app.simulator import CallPlan, SimulationError, play_call
+    from recordings_app.simulator import SimulationError
+    from recordings_app.simulator.caller import CallPlan, play_call
 
     async def play():
         async with httpx.AsyncClient() as http:

@@ -2,43 +2,19 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from recordings_app import services
-from recordings_app.audio import SpoolWriter
 from recordings_app.models import Call, CallEvent, LiveSocket, Recording
+from recordings_app.services import holds
+
+from .helpers import body, make_call, record
 
 pytestmark = pytest.mark.django_db
-
-
-def make_call(n: int, **fields) -> Call:
-    return Call.objects.create(
-        uuid=f"aaaaaaaa-0000-0000-0000-{n:012d}",
-        conversation_uuid=f"CON-{n}",
-        from_number=f"4477001{n:05d}",
-        to_number="447700900000",
-        status="completed",
-        **fields,
-    )
-
-
-def record(call: Call, audio: bytes, spool_dir: Path, rate: int = 16000) -> Recording:
-    spool = SpoolWriter(
-        spool_dir,
-        call_uuid=call.uuid,
-        conversation_uuid=call.conversation_uuid,
-        sample_rate=rate,
-    )
-    for start in range(0, len(audio), 640):
-        spool.write(audio[start : start + 640])
-    return services.recording_finalize(call=call, spool=spool.close())
 
 
 @pytest.fixture
@@ -49,15 +25,6 @@ def audio() -> bytes:
 @pytest.fixture
 def recording(settings, audio) -> Recording:
     return record(make_call(1), audio, settings.SPOOL_DIR)
-
-
-def body(response) -> bytes:
-    """Read a streamed response the way the ASGI server does (async iteration)."""
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in response.streaming_content])
-
-    return async_to_sync(collect)()
 
 
 def test_list_shows_calls_newest_first_with_their_numbers_and_status(user_client):
@@ -337,7 +304,7 @@ def test_a_filtered_page_runs_the_same_few_queries(
 
 
 def hold(call: Call, admin_user) -> Call:
-    services.legal_hold_set(call=call, on=True, by=admin_user)
+    holds.legal_hold_set(call=call, on=True, by=admin_user)
     return call
 
 

@@ -11,8 +11,8 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recordings_app import services
-from recordings_app.models import Recording
+from recordings_app import selectors
+from recordings_app.services import recordings
 
 logger = logging.getLogger("recordings_app.peaks")
 
@@ -29,19 +29,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, recompute_all: bool, **options) -> None:
-        recordings = Recording.objects.order_by("pk").only("pk", "file")
-        if not recompute_all:
-            recordings = recordings.filter(peaks=[])
         done = failures = 0
-        for recording in recordings.iterator():
+        needing = selectors.recordings_needing_peaks(recompute_all=recompute_all)
+        for recording in needing.iterator():
             try:
-                peaks = services.recording_peaks(recording=recording)
+                recordings.recording_peaks_fill(recording=recording)
             except Exception as error:  # a missing file, storage down: go on
                 failures += 1
                 logger.exception("peaks of recording %s failed", recording.pk)
                 self.stderr.write(f"recording {recording.pk}: {error}")
                 continue
-            Recording.objects.filter(pk=recording.pk).update(peaks=peaks)
             done += 1
         self.stdout.write(f"{done} recording(s) given a waveform.")
         if failures:

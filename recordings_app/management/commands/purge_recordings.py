@@ -2,7 +2,7 @@
 
 A dry run by default: it says what would go. Calls on legal hold and calls
 in progress are never purged. CALLRECORDER_RETENTION_DAYS purges
-automatically (see services.retention_purge_if_due).
+automatically (see services.retention.retention_purge_if_due).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from recordings_app import services
+from recordings_app.services import retention
 
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, older_than: timedelta, yes: bool, **options) -> None:
         cutoff = timezone.now() - older_than
-        report = services.purge_calls_older_than(cutoff, dry_run=not yes)
+        report = retention.purge_calls_older_than(cutoff, dry_run=not yes)
         self.stdout.write(
             f"Calls started before {cutoff:%Y-%m-%d %H:%M:%S %Z}, "
             "not on legal hold, not in progress:"

@@ -14,8 +14,13 @@ import logging
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recordings_app import services
-from recordings_app.audio import BrokenSpool, SpoolGone, SpoolInUse, orphaned_spools
+from recordings_app.audio.spool import (
+    BrokenSpool,
+    SpoolGone,
+    SpoolInUse,
+    orphaned_spools,
+)
+from recordings_app.services import recordings, retention
 
 logger = logging.getLogger("recordings_app.recovery")
 
@@ -37,7 +42,7 @@ class Command(BaseCommand):
         recovered = 0
         for meta_path in orphaned_spools(settings.SPOOL_DIR, grace_seconds=grace):
             try:
-                recording = services.recording_recover(meta_path=meta_path)
+                recording = recordings.recording_recover(meta_path=meta_path)
             except (SpoolInUse, SpoolGone):
                 continue  # a live call, or another run just finished it
             except BrokenSpool as error:
@@ -59,7 +64,7 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"{recovered} recording(s) recovered.")
         # make run runs this at start: the moment for automatic retention too.
-        purged = services.retention_purge_if_due()
+        purged = retention.retention_purge_if_due()
         if purged is not None:
             self.stdout.write(
                 f"Retention ({settings.CALLRECORDER_RETENTION_DAYS} days): "

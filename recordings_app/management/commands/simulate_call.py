@@ -13,15 +13,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from recordings_app.simulator import (
-    CallPlan,
-    SimulatedCall,
-    SimulationError,
-    beep_tone,
-    load_wav,
-    play_call,
-    speak,
-)
+from recordings_app.audio.pcm import SUPPORTED_SAMPLE_RATES
+from recordings_app.simulator import SimulationError
+from recordings_app.simulator.caller import CallPlan, SimulatedCall, play_call
+from recordings_app.simulator.sounds import beep_tone, load_wav, speak
 
 DTMF_KEYS = set("0123456789*#")
 
@@ -47,7 +42,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rate",
             type=int,
-            choices=[8000, 16000, 24000],
+            choices=SUPPORTED_SAMPLE_RATES,
             help="sample rate to stream at (default: the rate the NCCO asks for)",
         )
         parser.add_argument(

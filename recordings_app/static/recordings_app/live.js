@@ -10,12 +10,7 @@
   const root = list || callPanel;
   if (!root) { return; }
 
-  function clock(seconds) {
-    const whole = Math.max(0, Math.round(seconds));
-    const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
-    const pad = (n) => String(n).padStart(2, "0");
-    return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
-  }
+  const clock = window.callrecorder.clock;  // clock.js
 
   // Elapsed times tick in the browser from what the server said at load.
   function startTicking(element, elapsedSeconds) {

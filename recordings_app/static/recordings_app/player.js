@@ -10,12 +10,7 @@
   const PAGE_SECONDS = 30;
   const BAR = 2, GAP = 1; // CSS pixels per waveform bar and between bars
 
-  function clock(seconds) {
-    const whole = Math.max(0, Math.round(seconds));
-    const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
-    const pad = (n) => String(n).padStart(2, "0");
-    return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
-  }
+  const clock = window.callrecorder.clock;  // clock.js
 
   function setUp(section) {
     const audio = section.querySelector("audio");

@@ -1,9 +1,7 @@
-"""What live pages hear about calls in progress, through the channel layer.
+"""One per process: what the other processes need to know of its calls.
 
-Group and message names live here, so the recording socket, the browser
-sockets and the views agree on them. The per-frame audio path never sends
-anything: levels go out from one task per process, a few times a second,
-and only while a dashboard says it is watching.
+Their audio levels, for dashboards that watch, and a heartbeat that keeps
+its calls listed as live (LiveSocket.objects.alive).
 """
 
 from __future__ import annotations
@@ -12,36 +10,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from .audio import frame_level
+from ..audio.peaks import frame_level
+from ..models import LiveSocket
+from ..services.live_sockets import live_sockets_seen
+from . import events
 
 logger = logging.getLogger(__name__)
-
-# Dashboards (list and call pages) listen here: started, levels, paused, ended.
-CALLS_GROUP = "calls"
-# Every process recording calls listens here for "someone is watching".
-RECORDERS_GROUP = "recorders"
-# A dashboard says it watches every WATCH_RENEW_SECONDS; a process sends
-# levels until WATCH_SECONDS after the last word, so a closed tab costs little.
-WATCH_RENEW_SECONDS = 5.0
-WATCH_SECONDS = 15.0
-LEVEL_INTERVAL_SECONDS = 0.25
-# channels-redis forgets group members after a day: members renew this often.
-GROUP_RENEW_SECONDS = 600.0
-# Workers' clocks may differ by this much (a pause request's expiry).
-CLOCK_SLACK_SECONDS = 2.0
-# A listener renews every LISTEN_RENEW_SECONDS and is dropped LISTEN_SECONDS
-# after its last renewal; audio goes to it in chunks of LISTEN_CHUNK_SECONDS.
-LISTEN_RENEW_SECONDS = 3.0
-LISTEN_SECONDS = 10.0
-LISTEN_CHUNK_SECONDS = 0.2
-# Browser sockets: 4401 (not signed in) as for the audio socket, and these.
-CLOSE_FORBIDDEN = 4403  # listen-in is for staff
-CLOSE_NOT_LIVE = 4404  # no call in progress by that id
 
 
 class LiveCall(Protocol):
@@ -52,83 +31,6 @@ class LiveCall(Protocol):
     last_frame: bytes
     paused: bool
     ending: bool  # hung up, its recording being stored: no level to show
-
-
-class PauseNotConfirmed(Exception):
-    """The process recording the call did not confirm a pause or resume in time."""
-
-
-class CallEnded(Exception):
-    """The call ended before the pause or resume could take effect."""
-
-
-async def ask_to_pause(
-    channel_layer, recorder: str, *, paused: bool, by: str, timeout: float = 3.0
-) -> bool:
-    """Ask the call's recording socket, wherever it runs, to pause or resume.
-
-    Waits for its answer: a page must never say "paused" while the audio is
-    still being recorded. Returns the state the socket confirmed. The
-    request expires with the wait, so one that arrives late (a stalled
-    worker) is dropped rather than applied after the page said it failed.
-    """
-    reply_to = await channel_layer.new_channel()
-    request = {
-        "type": "recording.pause",
-        "paused": paused,
-        "by": by,
-        "reply_to": reply_to,
-        "expires_at": time.time() + timeout + CLOCK_SLACK_SECONDS,
-    }
-
-    async def ask() -> dict:
-        await channel_layer.send(recorder, request)
-        return await channel_layer.receive(reply_to)
-
-    try:
-        answer = await asyncio.wait_for(ask(), timeout)
-    except TimeoutError:
-        raise PauseNotConfirmed(f"no answer within {timeout:g} s") from None
-    if answer.get("ended"):
-        raise CallEnded("the call ended")
-    return bool(answer.get("paused"))
-
-
-def calls_in_progress() -> list[dict]:
-    """Every call being recorded now, in any process (a page's first picture)."""
-    from .models import LiveSocket
-
-    return [
-        call_summary(
-            live_socket.call,
-            live_since=live_socket.started_at,
-            paused=live_socket.paused,
-            paused_by=live_socket.paused_by,
-        )
-        for live_socket in LiveSocket.objects.alive().select_related("call")
-    ]
-
-
-def call_summary(
-    call: Any, *, live_since: Any, paused: bool = False, paused_by: str = ""
-) -> dict:
-    """The few facts a dashboard row shows; sent once, when the socket opens."""
-    return {
-        "id": call.pk,
-        "from": call.from_number,
-        "to": call.to_number,
-        "url": call.get_absolute_url(),
-        "live_since": live_since.isoformat(),
-        "paused": paused,
-        "paused_by": paused_by,
-    }
-
-
-async def watch_renew(channel_layer) -> None:
-    """Tell every recording process that a dashboard is open."""
-    await channel_layer.group_send(
-        RECORDERS_GROUP, {"type": "watch.renew", "seconds": WATCH_SECONDS}
-    )
 
 
 class LiveMonitor:
@@ -166,14 +68,14 @@ class LiveMonitor:
         heartbeat = asyncio.ensure_future(self.heartbeat())
         try:
             while self.calls:
-                await asyncio.sleep(LEVEL_INTERVAL_SECONDS)
+                await asyncio.sleep(events.LEVEL_INTERVAL_SECONDS)
                 if self.calls and self.watched():
                     await self.send_levels(channel_layer)
         finally:
             reader.cancel()
             heartbeat.cancel()
             with contextlib.suppress(Exception):
-                await channel_layer.group_discard(RECORDERS_GROUP, channel)
+                await channel_layer.group_discard(events.RECORDERS_GROUP, channel)
             # A call came while this one was winding down (not when the
             # loop itself is shutting down: that would leave a task behind).
             if self.calls and not asyncio.current_task().cancelling():
@@ -187,7 +89,7 @@ class LiveMonitor:
         }
         try:
             await channel_layer.group_send(
-                CALLS_GROUP, {"type": "calls.levels", "levels": levels}
+                events.CALLS_GROUP, {"type": "calls.levels", "levels": levels}
             )
         except Exception:  # Redis away: the meters stall, the calls go on
             logger.warning("audio levels not published", exc_info=True)
@@ -195,9 +97,6 @@ class LiveMonitor:
     async def heartbeat(self) -> None:
         """Keep this process's calls listed as live, in a task of its own so a
         slow database never holds up the levels."""
-        from .models import LiveSocket
-        from .services import live_sockets_seen
-
         while True:
             await asyncio.sleep(LiveSocket.HEARTBEAT_SECONDS)
             ids = [call.live_socket_id for call in list(self.calls)]
@@ -212,23 +111,27 @@ class LiveMonitor:
         """Hear "someone is watching" from any dashboard, in any process."""
         while True:
             try:
-                await channel_layer.group_add(RECORDERS_GROUP, channel)
+                await channel_layer.group_add(events.RECORDERS_GROUP, channel)
                 # Dashboards opened before this process had a call said so
                 # to nobody: ask them now rather than wait for their renewal.
-                await channel_layer.group_send(CALLS_GROUP, {"type": "watch.query"})
+                await channel_layer.group_send(
+                    events.CALLS_GROUP, {"type": "watch.query"}
+                )
                 joined_at = time.monotonic()
                 while True:
-                    if time.monotonic() - joined_at > GROUP_RENEW_SECONDS:
-                        await channel_layer.group_add(RECORDERS_GROUP, channel)
+                    if time.monotonic() - joined_at > events.GROUP_RENEW_SECONDS:
+                        await channel_layer.group_add(events.RECORDERS_GROUP, channel)
                         joined_at = time.monotonic()
                     try:
                         message = await asyncio.wait_for(
-                            channel_layer.receive(channel), GROUP_RENEW_SECONDS
+                            channel_layer.receive(channel), events.GROUP_RENEW_SECONDS
                         )
                     except TimeoutError:
                         continue
                     if message.get("type") == "watch.renew":
-                        seconds = min(float(message.get("seconds", 0)), WATCH_SECONDS)
+                        seconds = min(
+                            float(message.get("seconds", 0)), events.WATCH_SECONDS
+                        )
                         self.watched_until = time.monotonic() + seconds
             except asyncio.CancelledError:
                 raise

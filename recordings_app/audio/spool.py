@@ -1,5 +1,6 @@
-"""Spooling a call's audio to disk as it arrives, and finishing it as a WAV.
+"""The spool: a call's audio on disk as it arrives, finished as a WAV.
 
+The only module that reads or writes spool files and their metadata.
 Plain Python, no Django. The spool file *is* the WAV: `wave` writes a header
 up front and patches its sizes at close, so finishing a call is a rename,
 whatever its length, and memory never grows with the call. A JSON file
@@ -14,7 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
+import logging
 import os
 import secrets
 import struct
@@ -24,13 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
-import numpy as np
+from .figures import RecordingFigures
+from .pcm import CHANNELS, FRAME_SECONDS, SAMPLE_WIDTH
+from .peaks import wav_peaks
 
-SAMPLE_WIDTH = 2  # 16-bit signed little-endian PCM
-CHANNELS = 1
-FRAME_SECONDS = 0.020  # Vonage sends one message per 20 ms
+logger = logging.getLogger(__name__)
+
 # Frames arriving further apart than this left at least one frame's hole.
 GAP_SECONDS = 2 * FRAME_SECONDS
 WAV_HEADER_SIZE = 44  # what `wave` writes for PCM
@@ -38,11 +39,6 @@ WAV_HEADER_SIZE = 44  # what `wave` writes for PCM
 # memory per call stays small.
 _WRITE_BUFFER = 32 * 1024
 _HASH_CHUNK = 1024 * 1024
-PEAK_SLICES = 1000  # bars in a recording's waveform
-PEAK_SCALE = 1000  # a full-scale sample
-# Samples read at a time for the waveform (2 MB): an hour-long call costs
-# no more memory than a minute-long one.
-_PEAK_CHUNK_SAMPLES = 1024 * 1024
 
 
 class SpoolInUse(Exception):
@@ -76,11 +72,6 @@ def finishing_lock(meta_path: Path) -> Iterator[None]:
 
 class BrokenSpool(Exception):
     """A spool that cannot be turned into a recording; the message says why."""
-
-
-def frame_bytes(sample_rate: int) -> int:
-    """Bytes in one 20 ms frame: 640 at 16 kHz."""
-    return int(sample_rate * FRAME_SECONDS) * SAMPLE_WIDTH * CHANNELS
 
 
 @dataclass(frozen=True)
@@ -129,6 +120,35 @@ class FinishedSpool:
 
     def sha256(self) -> str:
         return file_sha256(self.path)
+
+    def figures(self) -> RecordingFigures:
+        """The recording's figures; reads the whole file (hash, waveform)."""
+        return RecordingFigures(
+            sample_rate=self.meta.sample_rate,
+            sample_count=self.sample_count,
+            frame_count=self.frame_count,
+            expected_frame_count=self.expected_frame_count,
+            gap_count=self.gap_count,
+            longest_gap_ms=self.longest_gap_ms,
+            size_bytes=self.size_bytes,
+            odd_byte_carries=self.odd_byte_carries,
+            paused_seconds=self.paused_samples / self.meta.sample_rate,
+            ended_paused=self.ended_paused,
+            sha256=self.sha256(),
+            recovered=self.recovered,
+            started_at=datetime.fromisoformat(self.meta.started_at),
+            ended_at=self.ended_at,
+            peaks=self.peaks(),
+        )
+
+    def peaks(self) -> list[int]:
+        """The waveform, computed once here so no page load ever reads the audio."""
+        try:
+            with open(self.path, "rb") as audio:
+                return wav_peaks(audio)
+        except ValueError:  # a header recovery could not make sense of
+            logger.warning("%s: no waveform, the WAV header is unreadable", self.path)
+            return []
 
 
 def file_sha256(path: Path) -> str:
@@ -265,69 +285,6 @@ class SpoolWriter:
         return self._closed
 
 
-def frame_level(frame: bytes) -> float:
-    """How loud a frame is, 0 (silence, or -60 dBFS) to 1 (full scale), for a meter.
-
-    Called a few times a second per call for the live dashboard, never per frame.
-    """
-    samples = np.frombuffer(frame[: len(frame) & ~1], dtype="<i2")
-    if not samples.size:
-        return 0.0
-    peak = int(np.abs(samples.astype(np.int32)).max())
-    if peak == 0:
-        return 0.0
-    decibels = 20 * math.log10(peak / 32768)
-    return round(max(0.0, 1 + decibels / 60), 3)
-
-
-def wav_peaks(stream: BinaryIO, *, slices: int = PEAK_SLICES) -> list[int]:
-    """The waveform of a 16-bit mono WAV: the loudest sample of each slice, 0-1000.
-
-    min(slices, samples) values (fewer for very short audio), read a
-    chunk at a time from any file-like object, so it works on storage files.
-    """
-    try:
-        wav = wave.open(stream, "rb")  # noqa: SIM115
-    except (wave.Error, EOFError) as error:
-        raise ValueError(f"not a PCM WAV file ({error or 'too short'})") from None
-    with wav:
-        if wav.getsampwidth() != SAMPLE_WIDTH or wav.getnchannels() != CHANNELS:
-            raise ValueError("not 16-bit mono audio")
-        total = wav.getnframes()
-        count = min(slices, total)
-        if count == 0:
-            return []
-        # Slice k holds samples bounds[k] to bounds[k + 1]: sizes differ by
-        # at most one, and there are exactly `count` of them.
-        bounds = np.arange(count + 1, dtype=np.int64) * total // count
-        peaks: list[int] = []
-        buffered = np.empty(0, dtype="<i2")  # starts at the next slice
-        offset = 0  # where `buffered` starts in the file, in samples
-        while len(peaks) < count and (data := wav.readframes(_PEAK_CHUNK_SAMPLES)):
-            samples = np.frombuffer(data[: len(data) & ~1], dtype="<i2")
-            buffered = np.concatenate([buffered, samples]) if buffered.size else samples
-            done = len(peaks)
-            whole = int(np.searchsorted(bounds, offset + len(buffered), "right")) - 1
-            if whole > done:
-                starts = bounds[done : whole + 1] - offset
-                peaks.extend(_loudest(buffered[: starts[-1]], starts[:-1]))
-                buffered = buffered[starts[-1] :]
-                offset += int(starts[-1])
-        if buffered.size and len(peaks) < count:  # a file shorter than its header
-            peaks.extend(_loudest(buffered, np.zeros(1, dtype=np.int64)))
-        return peaks
-
-
-def _loudest(samples: np.ndarray, starts: np.ndarray) -> list[int]:
-    """Max |sample| of each slice from starts[k] to starts[k + 1], 0-1000."""
-    # Highs and lows in int16, widened only per slice: -32768 has no int16 abs.
-    highs = np.maximum.reduceat(samples, starts).astype(np.int32)
-    lows = np.minimum.reduceat(samples, starts).astype(np.int32)
-    loudest = np.maximum(highs, -lows)
-    scaled = np.minimum(np.rint(loudest * PEAK_SCALE / 32768), PEAK_SCALE)
-    return scaled.astype(int).tolist()
-
-
 def orphaned_spools(spool_dir: Path, *, grace_seconds: float) -> list[Path]:
     """Metadata files of spools nobody has written for grace_seconds."""
     if not spool_dir.is_dir():
@@ -349,6 +306,27 @@ def read_meta(meta_path: Path) -> dict:
         return json.loads(meta_path.read_text())
     except (OSError, ValueError) as error:
         raise BrokenSpool(f"{meta_path.name}: unreadable metadata ({error})") from None
+
+
+def note_stored(meta_path: Path, *, name: str, figures: RecordingFigures) -> None:
+    """Say in the spool's metadata that its file is now in storage, as `name`.
+
+    Written before the row is saved: if the row fails, recovery finds the
+    file by this note and saves the row from the same figures.
+    """
+    meta = json.loads(meta_path.read_text())
+    meta["stored"] = {"name": name, **figures.to_json()}
+    meta_path.write_text(json.dumps(meta))
+
+
+def stored_note(meta: dict) -> tuple[str, RecordingFigures] | None:
+    """The storage name and figures note_stored() wrote, if it did."""
+    stored = meta.get("stored")
+    if not stored:
+        return None
+    # Notes written before the figures had started_at take the spool's.
+    figures = RecordingFigures.from_json({"started_at": meta["started_at"]} | stored)
+    return stored["name"], figures
 
 
 def recover_spool(meta_path: Path) -> FinishedSpool:

@@ -1,0 +1,61 @@
+"""A recording's figures: one definition, filled once from its spool.
+
+The Recording row is made from these (Recording.from_figures), and the
+spool's "stored" note keeps the same values, so that recovery rebuilds the
+very row the socket would have saved. Plain Python, no Django.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+_TIMES = ("started_at", "ended_at")
+
+
+@dataclass(frozen=True)
+class RecordingFigures:
+    """What one socket's audio is, in numbers: its format, length, gaps, hashes."""
+
+    sample_rate: int
+    sample_count: int  # 16-bit mono samples in the WAV
+    frame_count: int  # binary WebSocket messages received
+    expected_frame_count: int  # from the socket's wall-clock length
+    gap_count: int  # pauses between frames longer than one frame
+    longest_gap_ms: int
+    size_bytes: int  # of the WAV file as stored
+    odd_byte_carries: int  # frames that ended mid-sample, joined to the next
+    paused_seconds: float  # replaced by silence while recording was paused
+    ended_paused: bool  # the call ended while recording was paused
+    sha256: str  # of the WAV file as stored
+    recovered: bool  # rebuilt from the spool after the writer died
+    started_at: datetime
+    ended_at: datetime
+    # The waveform (audio.peaks); None in a note written before waveforms
+    # were kept: compute it from the stored file.
+    peaks: list[int] | None = None
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.sample_count / self.sample_rate
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The figures' names: the Recording model has a field for each."""
+        return [figure.name for figure in fields(cls)]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in _TIMES:
+            data[name] = data[name].isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordingFigures:
+        """Read figures back from to_json() (extra keys are ignored)."""
+        known = {name: data[name] for name in cls.names() if name in data}
+        for name in _TIMES:
+            known[name] = datetime.fromisoformat(known[name])
+        return cls(**known)

@@ -1,0 +1,72 @@
+"""Listen-in: staff hear a call in progress, a fraction of a second late."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from .. import selectors
+from ..live import events
+from ..sockets import CLOSE_FORBIDDEN, CLOSE_NOT_LIVE, CLOSE_UNAUTHORIZED
+from .browser_auth import accept_and_close, signed_in_user, user_or_refuse
+
+logger = logging.getLogger(__name__)
+
+
+class ListenConsumer(AsyncWebsocketConsumer):
+    """Staff hear a call in progress: its audio, a fraction of a second late.
+
+    Sends one JSON text message with the sample rate, then binary chunks of
+    16-bit PCM (silence while the recording is paused), then
+    {"event": "ended"} and a normal close when the call ends.
+    """
+
+    renew_task: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        if await user_or_refuse(self, staff=True) is None:
+            return
+        call_id = self.scope["url_route"]["kwargs"]["call_id"]
+        live_socket = await selectors.live_socket_for_call(call_id=call_id)
+        if live_socket is None:
+            await accept_and_close(self, CLOSE_NOT_LIVE)
+            return
+        self.call_id = call_id
+        self.recorder = live_socket.channel_name
+        await self.accept()
+        await self.send(text_data=json.dumps({"sample_rate": live_socket.sample_rate}))
+        self.renew_task = asyncio.ensure_future(self.keep_listening())
+
+    async def keep_listening(self) -> None:
+        """Ask for audio while the call and the staff member's rights last."""
+        while True:
+            user = await signed_in_user(self.scope)
+            if user is None or not user.is_staff:
+                code = CLOSE_UNAUTHORIZED if user is None else CLOSE_FORBIDDEN
+                await self.close(code=code)
+                return
+            live_socket = await selectors.live_socket_for_call(call_id=self.call_id)
+            if live_socket is None or live_socket.channel_name != self.recorder:
+                await self.listen_ended({})  # ended, or its worker died
+                return
+            try:
+                renew = {"type": "listen.renew", "channel": self.channel_name}
+                await self.channel_layer.send(self.recorder, renew)
+            except Exception:
+                logger.warning("listen-in could not renew", exc_info=True)
+            await asyncio.sleep(events.LISTEN_RENEW_SECONDS)
+
+    async def disconnect(self, code: int) -> None:
+        if self.renew_task is not None:
+            self.renew_task.cancel()
+
+    async def listen_audio(self, event: dict[str, Any]) -> None:
+        await self.send(bytes_data=event["audio"])
+
+    async def listen_ended(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"event": "ended"}))
+        await self.close()

@@ -1,0 +1,87 @@
+"""Who may open the audio socket: a fresh, unused token made for its call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from .. import signatures
+from ..services import access
+from ..sockets import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_TOKEN_REUSED,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_WRONG_CALL,
+)
+from ..vonage import InvalidWebhook, clean_id
+
+
+class SocketRefused(Exception):
+    """Why a socket may not record: a close code and a reason for the log."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SocketCall:
+    """The call a socket's URI names, as its token vouches for."""
+
+    call_uuid: str
+    conversation_uuid: str
+
+
+def header(scope, name: str) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.decode("latin-1").lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def authenticate(scope) -> SocketCall:
+    """The URI's token must be ours, fresh, unused and made for this call.
+
+    Raises SocketRefused with the close code to use.
+    """
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        call_uuid = clean_id(query.get("uuid", [""])[0], "uuid")
+        conversation_uuid = clean_id(
+            query.get("conversation_uuid", [""])[0],
+            "conversation_uuid",
+            required=False,
+        )
+    except InvalidWebhook as error:
+        raise SocketRefused(CLOSE_BAD_REQUEST, str(error)) from None
+    token = query.get("token", [""])[0]
+    try:
+        token_uuid = signatures.socket_token_call_uuid(
+            token, max_age=settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE
+        )
+        if settings.VONAGE_SIGNATURE_SECRET:
+            claims = signatures.verify_vonage_jwt(
+                signatures.bearer_token(header(scope, "authorization")),
+                secret=settings.VONAGE_SIGNATURE_SECRET,
+                max_age=settings.VONAGE_SIGNATURE_MAX_AGE,
+            )
+    except signatures.SignatureError as error:
+        raise SocketRefused(CLOSE_UNAUTHORIZED, str(error)) from None
+    if token_uuid != call_uuid:
+        raise SocketRefused(CLOSE_WRONG_CALL, "the token was made for another call")
+    # Each one-time token is remembered as long as it could pass its age
+    # check. A Vonage JWT shares its key with the webhooks': one token,
+    # one use, wherever it is presented.
+    uses = [(f"socket:{token}", settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE)]
+    if settings.VONAGE_SIGNATURE_SECRET:
+        uses.append((f"jwt:{claims['jti']}", settings.VONAGE_SIGNATURE_MAX_AGE))
+    for key, max_age in uses:
+        if not await database_sync_to_async(access.token_use)(
+            key=key, valid_for=max_age + signatures.CLOCK_SKEW_SECONDS
+        ):
+            raise SocketRefused(CLOSE_TOKEN_REUSED, "the token was used before")
+    return SocketCall(call_uuid=call_uuid, conversation_uuid=conversation_uuid)

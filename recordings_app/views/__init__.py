@@ -1,0 +1,1 @@
+"""The HTTP side: webhooks (Vonage), pages (people), media (playback)."""

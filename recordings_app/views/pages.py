@@ -1,0 +1,199 @@
+"""The call pages: the list (live calls first), a call, pause, hold, delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+)
+
+from .. import selectors
+from ..addresses import client_ip
+from ..forms import CallFilterForm
+from ..live import pause
+from ..models import Call, Recording
+from ..services import holds
+from ..sockets import CALLS_SOCKET_PATH, LISTEN_SOCKET_PATH
+from ..timeline import call_timeline
+
+logger = logging.getLogger(__name__)
+
+
+@require_GET
+@login_required
+def call_list(request: HttpRequest) -> HttpResponse:
+    """Calls in progress (live), then finished ones: search, filter by date, status."""
+    form = CallFilterForm(request.GET)
+    live_sockets = selectors.live_calls_for_list()
+    calls = selectors.finished_calls(
+        exclude_call_ids=[live.call_id for live in live_sockets], **form.filters()
+    )
+    page = Paginator(calls, settings.CALLRECORDER_CALLS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    # A call that ends joins the top of the list only where it belongs there.
+    unfiltered_newest = not any(
+        request.GET.get(name) for name in ("q", "since", "until", "status")
+    ) and request.GET.get("sort", "newest") in ("", "newest")
+    return render(
+        request,
+        "recordings/call_list.html",
+        {
+            "page": page,
+            "form": form,
+            "live_sockets": live_sockets,
+            "calls_socket_path": CALLS_SOCKET_PATH,
+            "add_finished_calls": unfiltered_newest and page.number == 1,
+        },
+    )
+
+
+@require_GET
+@login_required
+def call_row(request: HttpRequest, pk: int) -> HttpResponse:
+    """One finished call's row, for the live list to add without a reload."""
+    call = get_object_or_404(selectors.calls_with_recordings(), pk=pk)
+    return render(request, "recordings/_call_row.html", {"call": call})
+
+
+@require_GET
+@login_required
+def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A call: each recording's waveform and player, its events on the same axis."""
+    call = get_object_or_404(selectors.calls_with_recordings(), pk=pk)
+    recordings = list(call.recordings.all())
+    panels, timeline = call_timeline(recordings, list(call.events.all()))
+    return render(
+        request,
+        "recordings/call_detail.html",
+        {
+            "call": call,
+            "recordings": recordings,
+            "panels": panels,
+            "timeline": timeline,
+            "several_recordings": len(recordings) > 1,
+            "speeds": ["0.75", "1", "1.25", "1.5", "2"],
+            "can_delete": can_delete(request.user),
+            "can_hold": can_hold(request.user),
+            "live_socket": selectors.live_socket_of(call),
+            "calls_socket_path": CALLS_SOCKET_PATH,
+            "listen_socket_path": LISTEN_SOCKET_PATH.format(call_id=call.pk),
+        },
+    )
+
+
+@require_POST
+@login_required
+async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    """Staff pause or resume recording a live call (card details, say).
+
+    The page only says "paused" once the socket recording the call, in
+    whichever process, has confirmed it.
+    """
+    user = await request.auser()
+    if not user.is_staff:
+        raise PermissionDenied("Only staff may pause recording.")
+    pausing = request.POST.get("action") == "pause"
+    call_url = reverse("recordings:call_detail", args=[pk])
+    live_socket = await selectors.live_socket_for_call(call_id=pk, even_if_stale=True)
+    if live_socket is None:
+        messages.error(request, "This call is not in progress any more.")
+        return redirect(call_url)
+    try:
+        paused = await pause.ask_to_pause(
+            get_channel_layer(),
+            live_socket.channel_name,
+            paused=pausing,
+            by=user.get_username(),
+        )
+    except pause.PauseNotConfirmed as error:
+        logger.error("call %s: pause=%s not confirmed: %s", pk, pausing, error)
+        messages.error(
+            request,
+            f"The server recording this call did not confirm ({error}): assume "
+            f"recording was NOT {'paused' if pausing else 'resumed'}. The badge "
+            "below changes if it happens after all; otherwise try again.",
+        )
+        return redirect(call_url)
+    except pause.CallEnded:
+        messages.error(request, "The call has ended: there is nothing to pause.")
+        return redirect(call_url)
+    messages.success(
+        request,
+        "Recording paused: silence is kept in its place."
+        if paused
+        else "Recording resumed.",
+    )
+    return redirect(call_url)
+
+
+@require_GET
+@login_required
+def call_by_uuid(request: HttpRequest, uuid: str) -> HttpResponse:
+    """A stable link from a Vonage call uuid (as the simulator prints) to its page."""
+    call = get_object_or_404(Call, uuid=uuid)
+    return redirect(call)
+
+
+def can_delete(user: Any) -> bool:
+    return user.is_staff and user.has_perm("recordings_app.delete_recording")
+
+
+def can_hold(user: Any) -> bool:
+    """Place or release a legal hold: staff who may change calls, as in the admin."""
+    return user.is_staff and user.has_perm("recordings_app.change_call")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Staff delete a recording; a GET (a page without script) asks to confirm."""
+    if not can_delete(request.user):
+        raise PermissionDenied("Only staff may delete recordings.")
+    recording = get_object_or_404(Recording.objects.select_related("call"), pk=pk)
+    call = recording.call
+    if request.method == "GET":
+        template = "recordings/recording_confirm_delete.html"
+        return render(request, template, {"recording": recording})
+    try:
+        holds.recording_delete(
+            recording=recording, user=request.user, ip_address=client_ip(request)
+        )
+    except holds.CallOnLegalHold as refusal:
+        messages.error(request, f"Not deleted. {refusal}")
+        return redirect(call)
+    messages.success(request, "The recording was deleted.")
+    return redirect(call)
+
+
+@require_POST
+@login_required
+def call_legal_hold(request: HttpRequest, pk: int) -> HttpResponse:
+    """Staff place a call on legal hold (kept whatever the retention) or release it."""
+    if not can_hold(request.user):
+        raise PermissionDenied(
+            "Only staff who may change calls may place or release a legal hold."
+        )
+    call = get_object_or_404(Call, pk=pk)
+    on = request.POST.get("action") == "on"
+    holds.legal_hold_set(call=call, on=on, by=request.user)
+    messages.success(
+        request,
+        "This call is on legal hold: no purge or delete will remove it."
+        if on
+        else "Legal hold released: retention applies to this call again.",
+    )
+    return redirect(call)
