@@ -292,6 +292,38 @@ async def test_recovery_draws_the_waveform_when_older_metadata_has_none(
     assert recording.peaks == drawn and max(drawn) > 0
 
 
+@socket_test
+async def test_recovery_reads_a_stored_note_written_before_its_newer_figures(
+    settings, monkeypatch
+):
+    """Notes of older versions lack started_at (in the spool's metadata then),
+    the pause figures and the waveform: the row is saved all the same."""
+    audio = pcm(0.4, 16000)
+
+    def database_down(self, *args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Recording, "save", database_down)
+    communicator = await open_socket()
+    await send_frames(communicator, audio, FRAME)
+    await communicator.disconnect()
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    noted = json.loads(meta.read_text())
+    for newer in ("started_at", "paused_seconds", "ended_paused", "peaks"):
+        noted["stored"].pop(newer)
+    meta.write_text(json.dumps(noted))
+    monkeypatch.undo()
+
+    await in_thread(recover)
+
+    [recording] = await recordings_of()
+    assert recording.file.name == noted["stored"]["name"]
+    assert recording.started_at.isoformat() == noted["started_at"]
+    assert recording.paused_seconds == 0 and not recording.ended_paused
+    assert wav_of(recording)[1] == audio and max(recording.peaks) > 0
+    assert list(settings.SPOOL_DIR.iterdir()) == []
+
+
 # --- a real server, really broken -------------------------------------------
 
 

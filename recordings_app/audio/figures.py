@@ -22,17 +22,19 @@ class RecordingFigures:
     sample_rate: int
     sample_count: int  # 16-bit mono samples in the WAV
     frame_count: int  # binary WebSocket messages received
-    expected_frame_count: int  # from the socket's wall-clock length
-    gap_count: int  # pauses between frames longer than one frame
-    longest_gap_ms: int
     size_bytes: int  # of the WAV file as stored
-    odd_byte_carries: int  # frames that ended mid-sample, joined to the next
-    paused_seconds: float  # replaced by silence while recording was paused
-    ended_paused: bool  # the call ended while recording was paused
-    sha256: str  # of the WAV file as stored
-    recovered: bool  # rebuilt from the spool after the writer died
     started_at: datetime
     ended_at: datetime
+    # Defaults as the model's: a "stored" note written before a figure was
+    # kept still recovers.
+    expected_frame_count: int = 0  # from the socket's wall-clock length
+    gap_count: int = 0  # pauses between frames longer than one frame
+    longest_gap_ms: int = 0
+    odd_byte_carries: int = 0  # frames that ended mid-sample, joined to the next
+    paused_seconds: float = 0.0  # replaced by silence while recording was paused
+    ended_paused: bool = False  # the call ended while recording was paused
+    sha256: str = ""  # of the WAV file as stored
+    recovered: bool = False  # rebuilt from the spool after the writer died
     # The waveform (audio.peaks); None in a note written before waveforms
     # were kept: compute it from the stored file.
     peaks: list[int] | None = None
