@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from recordings_app.routing import websocket_urlpatterns  # noqa: E402
 
 # The Vonage audio socket is not wrapped in an Origin check: Vonage is a
-# server, sends no Origin, and AllowedHostsOriginValidator would refuse it.
+# server, sends no Origin, and an Origin check would refuse it.
 # The pages' sockets are wrapped one by one in routing.py.
 application = ProtocolTypeRouter(
     {

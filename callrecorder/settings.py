@@ -8,6 +8,7 @@ See the settings table in README.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -85,13 +86,25 @@ if PUBLIC_URL and not PUBLIC_URL.startswith(("http://", "https://")):
         f"PUBLIC_URL must start with http:// or https://, not {PUBLIC_URL!r}"
     )
 
-# Behind a tunnel or reverse proxy the original scheme and host arrive in
-# X-Forwarded-Proto / X-Forwarded-Host. Turn this off when the server is
-# exposed directly, so clients cannot spoof them.
-TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", True)
-if TRUST_PROXY_HEADERS:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    USE_X_FORWARDED_HOST = True
+# Our own reverse proxies (nginx, a load balancer, a tunnel's agent):
+# addresses or CIDRs, comma-separated. Only from these are X-Forwarded-For
+# (the client's address in the access log), -Proto and -Host believed; from
+# anyone else they are dropped (recordings_app.middleware). Default: none.
+if "TRUST_PROXY_HEADERS" in os.environ:
+    raise ImproperlyConfigured(
+        "TRUST_PROXY_HEADERS is gone: list your proxies' addresses in "
+        "TRUSTED_PROXIES instead (for example TRUSTED_PROXIES=127.0.0.1)."
+    )
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _network in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_network!r} is not an address or a CIDR"
+        ) from None
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = True
 
 # In production the login cookies only travel over HTTPS.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
@@ -114,6 +127,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "recordings_app.middleware.trusted_proxy_headers",  # before anything reads them
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -260,6 +274,9 @@ if AWS_STORAGE_BUCKET_NAME:
         },
     }
 
+# The debug error page stars every setting that may hold a credential.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "recordings_app.safe_errors.CredentialsHidingFilter"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "recordings:call_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -324,13 +341,26 @@ DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 1024 * 1024
 
 # --- who may get in -------------------------------------------------------
 
+# Keys a caller presses: "keep" stores each digit, except while recording is
+# paused (a card number: only "key pressed" and its time are kept); "mask"
+# never stores a digit, for sites that take card numbers outside pauses.
+CALLRECORDER_DTMF_DIGITS = os.environ.get("CALLRECORDER_DTMF_DIGITS", "keep")
+if CALLRECORDER_DTMF_DIGITS not in ("keep", "mask"):
+    raise ImproperlyConfigured(
+        f"CALLRECORDER_DTMF_DIGITS must be keep or mask, not "
+        f"{CALLRECORDER_DTMF_DIGITS!r}"
+    )
+
 # Vonage signs its webhooks with this secret (Dashboard -> Settings ->
 # Signature secret). When set, unsigned, expired, replayed or altered
 # webhooks get 401, and Vonage is asked to sign the audio socket's handshake.
 VONAGE_SIGNATURE_SECRET = os.environ.get("VONAGE_SIGNATURE_SECRET", "")
 # How old a webhook's token may be (its iat claim).
 VONAGE_SIGNATURE_MAX_AGE = float(os.environ.get("VONAGE_SIGNATURE_MAX_AGE", "300"))
-# Production needs the secret; this name says what going without it means.
+# Without the secret, webhooks and audio sockets are taken only straight
+# from this machine (loopback, no forwarding header): the simulator, local
+# development. This name says what taking them from anywhere means; with
+# DEBUG off, the server does not start without one or the other.
 UNSAFE_ALLOW_UNSIGNED_WEBHOOKS = env_bool("UNSAFE_ALLOW_UNSIGNED_WEBHOOKS", False)
 if not DEBUG and not VONAGE_SIGNATURE_SECRET and not UNSAFE_ALLOW_UNSIGNED_WEBHOOKS:
     raise ImproperlyConfigured(
@@ -344,6 +374,11 @@ CALLRECORDER_SOCKET_TOKEN_MAX_AGE = float(
     os.environ.get("CALLRECORDER_SOCKET_TOKEN_MAX_AGE", "120")
 )
 
+# A socket that has not sent websocket:connected this long after opening is
+# closed (4410): an idle socket must not hold a recording slot.
+CALLRECORDER_CONNECTED_TIMEOUT_SECONDS = float(
+    os.environ.get("CALLRECORDER_CONNECTED_TIMEOUT_SECONDS", "10")
+)
 # Limits of the audio socket. A Vonage frame is 320-960 bytes; Vonage's own
 # limit on a connect is 7200 s.
 CALLRECORDER_MAX_FRAME_BYTES = int(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from .selectors import SORTS
 from .vonage import STATUS_RANK
@@ -14,8 +17,13 @@ class CallFilterForm(forms.Form):
     q = forms.CharField(
         label="Number or uuid", required=False, max_length=100, strip=True
     )
-    since = forms.DateField(label="From", required=False)
-    until = forms.DateField(label="To", required=False)
+    # Bounded: a day after 9999-12-31 (or before year 1) cannot be computed.
+    since = forms.DateField(
+        label="From", required=False, validators=[MinValueValidator(date(1900, 1, 1))]
+    )
+    until = forms.DateField(
+        label="To", required=False, validators=[MaxValueValidator(date(9998, 12, 31))]
+    )
     status = forms.ChoiceField(
         label="Status",
         required=False,

@@ -22,7 +22,8 @@ from vonage_jwt.errors import VonageVerifyJwtError
 
 # Vonage's clock and ours may differ a little.
 CLOCK_SKEW_SECONDS = 60
-SOCKET_TOKEN_SALT = "callrecorder.audio-socket"
+# v2: tokens name the conversation too; older ones (minutes old at most) fail.
+SOCKET_TOKEN_SALT = "callrecorder.audio-socket.v2"
 
 
 class SignatureError(ValueError):
@@ -112,26 +113,38 @@ def check_payload_hash(claims: Mapping[str, Any], candidates: set[str]) -> None:
         raise SignatureError("payload_hash does not match the request: it was altered")
 
 
-def socket_token(call_uuid: str) -> str:
-    """A signed, timestamped token that lets one socket record the call call_uuid.
+def socket_token(*, call_uuid: str, conversation_uuid: str) -> str:
+    """A signed, timestamped token that lets one socket record one call.
 
-    A random part makes every token unique, even two for one call in the
-    same second (a retried answer webhook): each can be spent once.
+    Bound to the call's leg and its conversation: a token made for a new
+    call cannot add a recording to another conversation. A random part
+    makes every token unique, even two for one call in the same second (a
+    retried answer webhook): each can be spent once.
     """
-    value = f"{call_uuid}.{secrets.token_urlsafe(9)}"
-    return signing.TimestampSigner(salt=SOCKET_TOKEN_SALT).sign(value)
+    return signing.TimestampSigner(salt=SOCKET_TOKEN_SALT).sign_object(
+        {
+            "call": call_uuid,
+            "conversation": conversation_uuid,
+            "nonce": secrets.token_urlsafe(9),
+        }
+    )
 
 
-def socket_token_call_uuid(token: str, *, max_age: float) -> str:
-    """The call uuid a socket token was made for; SignatureError if forged or old."""
+def socket_token_ids(token: str, *, max_age: float) -> tuple[str, str]:
+    """The call and conversation uuids a socket token was made for.
+
+    SignatureError if it is missing, forged or too old.
+    """
     if not token:
         raise SignatureError("the socket URI has no token")
     try:
-        value = signing.TimestampSigner(salt=SOCKET_TOKEN_SALT).unsign(
+        value = signing.TimestampSigner(salt=SOCKET_TOKEN_SALT).unsign_object(
             token, max_age=max_age
         )
-        return value.rsplit(".", 1)[0]
     except signing.SignatureExpired:
         raise SignatureError("the socket token expired") from None
-    except signing.BadSignature:
+    except (signing.BadSignature, ValueError):
         raise SignatureError("the socket token is forged") from None
+    if not isinstance(value, dict):
+        raise SignatureError("the socket token is forged")
+    return str(value.get("call", "")), str(value.get("conversation", ""))

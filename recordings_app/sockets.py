@@ -17,6 +17,7 @@ CLOSE_UNAUTHORIZED = 4401  # token missing, forged or expired; bad Vonage JWT
 CLOSE_WRONG_CALL = 4403  # the token was made for another call
 CLOSE_CALL_TOO_LONG = 4408  # CALLRECORDER_MAX_CALL_SECONDS reached
 CLOSE_TOKEN_REUSED = 4409  # the token has been used by an earlier socket
+CLOSE_NOT_CONNECTED = 4410  # no websocket:connected in time: the slot is freed
 CLOSE_UNSUPPORTED_AUDIO = 4415
 CLOSE_TOO_MANY_SOCKETS = 4429  # CALLRECORDER_MAX_SOCKETS reached in this process
 CLOSE_FRAME_TOO_BIG = 1009  # the standard "message too big"

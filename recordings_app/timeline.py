@@ -45,6 +45,8 @@ class TimelineEntry:
         label = _MARKED.get(self.event.status, self.event.status)
         if digit := self.event.dtmf_digit:
             return f"{label}: {digit}"
+        if hidden := self.event.payload.get("digit_hidden"):
+            return f"{label} (hidden: {hidden})"
         if by := self.event.payload.get("by"):
             return f"{label} by {by}"
         return label

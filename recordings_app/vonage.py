@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -68,6 +68,21 @@ def clean_id(value: Any, name: str, *, required: bool = True) -> str:
     return value
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads_json(text: str | bytes) -> Any:
+    """json.loads, refusing NaN and Infinity: no database stores them as JSON."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+# A call's times must fall in this century: year 1 or 9999 overflow the
+# arithmetic (a day before, a day after) that pages and retention do.
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: Any, name: str) -> datetime | None:
     """Parse Vonage's ISO 8601 timestamps ("2020-03-31T12:00:00.000Z")."""
     if value is None or value == "":
@@ -80,6 +95,8 @@ def parse_timestamp(value: Any, name: str) -> datetime | None:
         raise InvalidWebhook(f"{name} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
         raise InvalidWebhook(f"{name} has no time zone")
+    if not _EARLIEST <= parsed < _LATEST:
+        raise InvalidWebhook(f"{name} is not in the years 2000 to 2099")
     return parsed
 
 
@@ -271,7 +288,11 @@ def parse_event(payload: Mapping[str, Any]) -> CallEventData:
         end_time=parse_timestamp(payload.get("end_time"), "end_time"),
         duration_seconds=duration_seconds,
         payload=payload,
-        fingerprint=fingerprint(payload),
+        # The same without the keys pressed: a retry matches whether or not
+        # its digits are kept, and no hash of a card number is stored.
+        fingerprint=fingerprint(
+            event_payload_to_keep(payload, hide_digits=DIGITS_HIDDEN_MASKED)
+        ),
     )
 
 
@@ -300,7 +321,7 @@ class SocketMessage:
 def parse_socket_message(text: str) -> SocketMessage:
     """Parse a socket text message; it must be a JSON object."""
     try:
-        payload = json.loads(text)
+        payload = loads_json(text)
     except (ValueError, RecursionError):
         raise InvalidSocketMessage("text message is not JSON we can read") from None
     if not isinstance(payload, dict):
@@ -309,3 +330,47 @@ def parse_socket_message(text: str) -> SocketMessage:
     if not isinstance(event, str) or not event:
         event = "websocket:unknown"
     return SocketMessage(event=event[:60], payload=payload)
+
+
+# Why a key press is kept without its key (CallEvent.payload["digit_hidden"]).
+DIGITS_HIDDEN_PAUSED = "recording paused"
+DIGITS_HIDDEN_MASKED = "digits are never stored here"
+
+
+def socket_event_to_keep(
+    event: str, payload: Mapping[str, Any], *, hide_digits: str = ""
+) -> dict[str, Any]:
+    """What to store of a socket text message; with hide_digits, no key pressed.
+
+    A caller typing a card number while recording is paused must leave no
+    digit anywhere: a DTMF message keeps only that a key was pressed, and
+    for how long; a garbled message (which could hold a digit) keeps nothing
+    of its text.
+    """
+    if not hide_digits:
+        return dict(payload)
+    if event == "websocket:dtmf":
+        kept = {"event": event, "digit_hidden": hide_digits}
+        if isinstance(payload.get("duration"), int | float):
+            kept["duration"] = payload["duration"]
+        return kept
+    if event == "websocket:invalid":
+        return {"text_hidden": hide_digits}
+    return dict(payload)
+
+
+def event_payload_to_keep(
+    payload: Mapping[str, Any], *, hide_digits: str = ""
+) -> dict[str, Any]:
+    """An event webhook's payload; with hide_digits, an `input` keeps no digits.
+
+    Vonage's input events carry the keys pressed in dtmf.digits (and what
+    was said in speech): both go, the rest of the event stays.
+    """
+    kept = dict(payload)
+    if hide_digits and isinstance(kept.get("dtmf"), Mapping):
+        dtmf = {k: v for k, v in kept["dtmf"].items() if k != "digits"}
+        kept["dtmf"] = dtmf | {"digits_hidden": hide_digits}
+    if hide_digits and "speech" in kept:
+        kept["speech"] = {"hidden": hide_digits}
+    return kept

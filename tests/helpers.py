@@ -7,6 +7,7 @@ from one another or from conftest.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,12 +26,16 @@ from urllib.parse import urlencode
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
 
 from recordings_app.audio.spool import SpoolWriter
-from recordings_app.models import Call, Recording
+from recordings_app.live.pause import ask_to_pause
+from recordings_app.models import Call, LiveSocket, Recording
 from recordings_app.routing import websocket_urlpatterns
 from recordings_app.services import recordings
 from recordings_app.signatures import socket_token
@@ -71,14 +76,27 @@ def ids(n: int = 1) -> dict[str, str]:
 def socket_path(n: int = 1) -> str:
     """The URI the answer webhook gives Vonage: the call's ids and its token."""
     call = ids(n)
-    return "/ws/audio?" + urlencode({**call, "token": socket_token(call["uuid"])})
+    token = socket_token(
+        call_uuid=call["uuid"], conversation_uuid=call["conversation_uuid"]
+    )
+    return "/ws/audio?" + urlencode({**call, "token": token})
+
+
+def vonage_socket(
+    path: str, *, headers=None, client: tuple[str, int] = ("127.0.0.1", 50000)
+) -> WebsocketCommunicator:
+    """The audio socket as it is opened: by default from this machine, as the
+    simulator does (without VONAGE_SIGNATURE_SECRET only loopback is taken)."""
+    communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    communicator.scope["client"] = list(client)  # read when the app starts
+    return communicator
 
 
 async def open_socket(
     n: int = 1, *, rate: int = 16000, query: str | None = None, headers=None
 ):
     path = socket_path(n) if query is None else f"/ws/audio?{query}"
-    communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    communicator = vonage_socket(path, headers=headers)
     connected, _ = await communicator.connect()
     assert connected
     if rate:
@@ -99,6 +117,90 @@ def connected_message(n: int = 1, rate: int = 16000) -> dict[str, str]:
 async def send_frames(communicator, audio: bytes, frame: int) -> None:
     for start in range(0, len(audio), frame):
         await communicator.send_to(bytes_data=audio[start : start + frame])
+
+
+# --- live: dashboards, listen-in, pause ----------------------------------
+
+
+@database_sync_to_async
+def signed_in(*, staff: bool = False, name: str = "alice") -> tuple[User, bytes]:
+    """A user and the Cookie header of their session."""
+    user = User.objects.create_user(name, password="pw", is_staff=staff)
+    client = Client()
+    client.force_login(user)
+    return user, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def browser_headers(
+    cookie: bytes | None,
+    origin: bytes = b"http://localhost:8000",
+    host: bytes = b"localhost:8000",
+):
+    """A page's socket handshake: its site's Origin, the Host, the session."""
+    headers = [(b"origin", origin), (b"host", host)]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return headers
+
+
+async def open_dashboard(cookie: bytes | None, **kwargs) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, "/ws/calls", headers=browser_headers(cookie, **kwargs)
+    )
+    await communicator.connect()
+    return communicator
+
+
+async def next_event(communicator, event: str, timeout: float = 5.0) -> dict:
+    """The next JSON message of that kind, skipping others (levels, say)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        message = await communicator.receive_json_from(timeout=max(left, 0.01))
+        if message["event"] == event:
+            return message
+
+
+@database_sync_to_async
+def caller(n: int = 1, number: str = "447700900777") -> Call:
+    """The call as the answer webhook leaves it: numbers known, socket not yet open."""
+    return Call.objects.create(
+        uuid=ids(n)["uuid"],
+        conversation_uuid=ids(n)["conversation_uuid"],
+        from_number=number,
+        to_number="447700900000",
+        status="answered",
+    )
+
+
+async def wait_until_live(n: int = 1) -> LiveSocket:
+    for _ in range(200):
+        live_socket = (
+            await LiveSocket.objects.filter(call__uuid=ids(n)["uuid"])
+            .select_related("call")
+            .afirst()
+        )
+        if live_socket is not None:
+            return live_socket
+        await asyncio.sleep(0.01)
+    raise AssertionError("the call never went live")
+
+
+async def close_code(path: str, cookie: bytes | None) -> int:
+    """The code a socket is closed with right after it opens."""
+    communicator = WebsocketCommunicator(
+        application, path, headers=browser_headers(cookie)
+    )
+    await communicator.connect()
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
+async def pause(live_socket: LiveSocket, paused: bool, by: str = "alice") -> bool:
+    return await ask_to_pause(
+        get_channel_layer(), live_socket.channel_name, paused=paused, by=by
+    )
 
 
 # --- calls and recordings ---------------------------------------------------

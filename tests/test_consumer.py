@@ -6,7 +6,6 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from channels.testing import WebsocketCommunicator
 
 from recordings_app.consumers import tasks
 from recordings_app.consumers.audio import RecordingConsumer
@@ -15,7 +14,6 @@ from recordings_app.services import access, calls
 from recordings_app.signatures import socket_token
 
 from .helpers import (
-    application,
     connected_message,
     ids,
     open_socket,
@@ -23,6 +21,7 @@ from .helpers import (
     recordings_of,
     send_frames,
     socket_path,
+    vonage_socket,
     wav_of,
 )
 
@@ -115,11 +114,18 @@ async def test_a_reconnect_of_the_same_call_adds_a_recording_and_overwrites_noth
     assert all(wav_of(recording)[1] == audio for recording in recordings)
 
 
-async def test_conversation_uuid_may_come_from_the_connected_message_alone():
+async def test_the_conversation_is_the_one_the_token_was_made_for():
+    """The URI may leave the conversation out, and the connected message may
+    name another one: the socket records on the conversation its token names."""
     audio = pcm(0.2, 16000)
     call = ids()
-    query = urlencode({"uuid": call["uuid"], "token": socket_token(call["uuid"])})
-    communicator = await open_socket(query=query)
+    token = socket_token(
+        call_uuid=call["uuid"], conversation_uuid=call["conversation_uuid"]
+    )
+    query = urlencode({"uuid": call["uuid"], "token": token})
+    communicator = await open_socket(query=query, rate=0)
+    connected = connected_message() | {"conversation_uuid": ids(2)["conversation_uuid"]}
+    await communicator.send_to(text_data=json.dumps(connected))
     await send_frames(communicator, audio, 640)
     await communicator.disconnect()
 
@@ -255,7 +261,7 @@ async def test_a_socket_cut_off_while_it_opens_still_records_the_audio_queued(
 
     monkeypatch.setattr(module, slow_step, slow)
     audio = pcm(1.0, 16000)
-    communicator = WebsocketCommunicator(application, socket_path())
+    communicator = vonage_socket(socket_path())
     await communicator.send_input({"type": "websocket.connect"})
     await communicator.send_to(text_data=json.dumps(connected_message()))
     await send_frames(communicator, audio, 640)

@@ -163,7 +163,10 @@ async def closed_with(communicator) -> int:
 
 def query(**values) -> str:
     call = ids()
-    return urlencode({**call, "token": socket_token(call["uuid"]), **values})
+    token = socket_token(
+        call_uuid=call["uuid"], conversation_uuid=call["conversation_uuid"]
+    )
+    return urlencode({**call, "token": token, **values})
 
 
 @database_sync_to_async
@@ -514,8 +517,9 @@ def test_a_forwarded_for_that_is_not_an_ip_falls_back_to_the_peer(
 
 
 def test_an_ipv6_address_in_any_spelling_keeps_the_chain_verifiable(
-    user_client, recording
+    user_client, recording, settings
 ):
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
     body_of(
         user_client.get(
             recording.get_absolute_url(), headers={"X-Forwarded-For": "2001:DB8:0:0::1"}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
@@ -8,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from recordings_app.models import Call, CallEvent
+from recordings_app.simulator.caller import vonage_jwt
 
 pytestmark = pytest.mark.django_db
 
@@ -18,6 +20,7 @@ CALL = {
     "conversation_uuid": "CON-bbbbbbbb-1111-2222-3333-444444444444",
 }
 SOCKET_URI = "wss://example.com/ws/audio?uuid=x"
+SECRET = "a-signature-secret-of-32-characters"
 
 
 def post_event(client, payload, **extra):
@@ -75,11 +78,24 @@ def test_answer_by_post_json_works_like_get(client):
     assert Call.objects.get().uuid == CALL["uuid"]
 
 
-def test_answer_behind_a_tls_tunnel_gives_a_wss_uri_on_the_public_host(client):
+def test_answer_behind_a_tls_tunnel_gives_a_wss_uri_on_the_public_host(
+    client, settings
+):
+    """The tunnel's agent on this machine is a trusted proxy; through a
+    tunnel, webhooks must be signed."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    query_hash = hashlib.sha256(
+        json.dumps(CALL, separators=(",", ":")).encode()
+    ).hexdigest()
     response = client.get(
         reverse("recordings:answer_webhook"),
         CALL,
-        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "abc.ngrok.app"},
+        headers={
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "abc.ngrok.app",
+            "Authorization": f"Bearer {vonage_jwt(SECRET, query_hash)}",
+        },
     )
 
     uri = connect_endpoint(response.json())["uri"]

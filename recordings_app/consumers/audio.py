@@ -27,14 +27,13 @@ from ..sockets import (
     CLOSE_BAD_REQUEST,
     CLOSE_CALL_TOO_LONG,
     CLOSE_FRAME_TOO_BIG,
+    CLOSE_NOT_CONNECTED,
     CLOSE_STORAGE_FAILED,
     CLOSE_TOO_MANY_SOCKETS,
     CLOSE_UNSUPPORTED_AUDIO,
 )
 from ..vonage import (
     InvalidSocketMessage,
-    InvalidWebhook,
-    clean_id,
     parse_socket_message,
     sample_rate_from_content_type,
 )
@@ -63,6 +62,8 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     presence: LivePresence | None = None
     counted = False
     refused = False
+    said_connected = False
+    connected_wait: asyncio.Task | None = None
     finishing: asyncio.Future | None = None
     in_hand: asyncio.Future | None = None  # the text or control message being handled
 
@@ -149,6 +150,22 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             return
         RecordingConsumer.active_sockets += 1
         self.counted = True
+        self.connected_wait = asyncio.ensure_future(self.close_unless_connected())
+
+    async def close_unless_connected(self) -> None:
+        """A socket that never says websocket:connected frees its slot."""
+        timeout = settings.CALLRECORDER_CONNECTED_TIMEOUT_SECONDS
+        await asyncio.sleep(timeout)
+        if not self.said_connected and not self.refused:
+            self.release_slot()  # now, whether or not the peer answers the close
+            await self.refuse(
+                CLOSE_NOT_CONNECTED, f"no websocket:connected within {timeout:g} s"
+            )
+
+    def release_slot(self) -> None:
+        if self.counted:
+            RecordingConsumer.active_sockets -= 1
+            self.counted = False
 
     async def refuse(self, code: int, reason: str) -> None:
         self.refused = True
@@ -170,6 +187,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             await self.store_event("websocket:invalid", {"text": text_data[:2000]})
             return
         if message.is_connected and self.spool is None:
+            self.said_connected = True
             await self.start(message.payload)
         elif self.call is None:
             await self.refuse(
@@ -185,15 +203,8 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         except InvalidSocketMessage as error:
             await self.refuse(CLOSE_UNSUPPORTED_AUDIO, str(error))
             return
-        try:
-            # The NCCO echoes the ids as headers; the URI's uuid is the one
-            # the token vouches for.
-            self.conversation_uuid = self.conversation_uuid or clean_id(
-                connected.get("conversation_uuid"), "conversation_uuid", required=False
-            )
-        except InvalidWebhook as error:
-            await self.refuse(CLOSE_BAD_REQUEST, str(error))
-            return
+        # The NCCO also echoes the ids as headers in this message; the ones
+        # the token vouches for (authenticate) are the ones that count.
         self.call = await database_sync_to_async(calls.call_for_socket)(
             call_uuid=self.call_uuid, conversation_uuid=self.conversation_uuid
         )
@@ -247,6 +258,7 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 event=event,
                 payload=payload,
                 fingerprint=f"socket:{self.socket_id}:{self.message_count}",
+                paused=self.spool is not None and self.spool.paused,
             )
         except Exception:
             logger.exception("call %s: %s event not stored", self.call_uuid, event)
@@ -260,9 +272,9 @@ class RecordingConsumer(AsyncWebsocketConsumer):
 
     async def finish(self, code: int) -> None:
         """Close the spool and store the recording; never raises."""
-        if self.counted:
-            RecordingConsumer.active_sockets -= 1
-            self.counted = False
+        self.release_slot()
+        if self.connected_wait is not None:
+            self.connected_wait.cancel()
         if self.spool is None:
             return
         # No pause now: the audio is complete. The call stays with the

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .. import signatures
+from ..addresses import UNSIGNED_REFUSED, names_forwarding, unsigned_allowed_from
 from ..services import access
 from ..sockets import (
     CLOSE_BAD_REQUEST,
@@ -58,9 +59,16 @@ async def authenticate(scope) -> SocketCall:
         )
     except InvalidWebhook as error:
         raise SocketRefused(CLOSE_BAD_REQUEST, str(error)) from None
+    if not settings.VONAGE_SIGNATURE_SECRET:
+        client = scope.get("client") or [None]
+        forwarded = names_forwarding(
+            name.decode("latin-1") for name, _ in scope.get("headers", [])
+        )
+        if not unsigned_allowed_from(peer=client[0], forwarded=forwarded):
+            raise SocketRefused(CLOSE_UNAUTHORIZED, UNSIGNED_REFUSED)
     token = query.get("token", [""])[0]
     try:
-        token_uuid = signatures.socket_token_call_uuid(
+        token_call, token_conversation = signatures.socket_token_ids(
             token, max_age=settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE
         )
         if settings.VONAGE_SIGNATURE_SECRET:
@@ -71,8 +79,12 @@ async def authenticate(scope) -> SocketCall:
             )
     except signatures.SignatureError as error:
         raise SocketRefused(CLOSE_UNAUTHORIZED, str(error)) from None
-    if token_uuid != call_uuid:
+    if token_call != call_uuid:
         raise SocketRefused(CLOSE_WRONG_CALL, "the token was made for another call")
+    if conversation_uuid and conversation_uuid != token_conversation:
+        raise SocketRefused(
+            CLOSE_WRONG_CALL, "the token was made for another conversation"
+        )
     # Each one-time token is remembered as long as it could pass its age
     # check. A Vonage JWT shares its key with the webhooks': one token,
     # one use, wherever it is presented.
@@ -84,4 +96,4 @@ async def authenticate(scope) -> SocketCall:
             key=key, valid_for=max_age + signatures.CLOCK_SKEW_SECONDS
         ):
             raise SocketRefused(CLOSE_TOKEN_REUSED, "the token was used before")
-    return SocketCall(call_uuid=call_uuid, conversation_uuid=conversation_uuid)
+    return SocketCall(call_uuid=call_uuid, conversation_uuid=token_conversation)

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import Call, CallEvent
-from ..vonage import FINAL_STATUSES, STATUS_RANK, AnswerRequest, CallEventData
+from ..models import Call, CallEvent, LiveSocket
+from ..vonage import (
+    DIGITS_HIDDEN_MASKED,
+    DIGITS_HIDDEN_PAUSED,
+    FINAL_STATUSES,
+    STATUS_RANK,
+    AnswerRequest,
+    CallEventData,
+    event_payload_to_keep,
+    socket_event_to_keep,
+)
 
 
 def _call_locked(*, conversation_uuid: str, leg_uuid: str) -> Call:
@@ -42,6 +52,13 @@ def _call_locked(*, conversation_uuid: str, leg_uuid: str) -> Call:
 def _claim_caller_leg(call: Call, leg_uuid: str) -> None:
     if leg_uuid and not call.uuid and not Call.objects.filter(uuid=leg_uuid).exists():
         call.uuid = leg_uuid
+
+
+def _digits_hidden(*, paused: bool) -> str:
+    """Why a key press must not be kept with its key, or "" to keep it."""
+    if settings.CALLRECORDER_DTMF_DIGITS == "mask":
+        return DIGITS_HIDDEN_MASKED
+    return DIGITS_HIDDEN_PAUSED if paused else ""
 
 
 def _advance_status(call: Call, status: str) -> None:
@@ -77,6 +94,11 @@ def call_event_record(*, event: CallEventData) -> tuple[CallEvent, bool]:
         conversation_uuid=event.conversation_uuid,
         leg_uuid="" if event.is_websocket_leg else event.leg_uuid,
     )
+    payload = event.payload
+    if "dtmf" in payload or "speech" in payload:  # an input: keys, words
+        paused = LiveSocket.objects.filter(call=call, paused=True).exists()
+        hide = _digits_hidden(paused=paused)
+        payload = event_payload_to_keep(payload, hide_digits=hide)
     call_event, created = CallEvent.objects.get_or_create(
         call=call,
         fingerprint=event.fingerprint,
@@ -86,7 +108,7 @@ def call_event_record(*, event: CallEventData) -> tuple[CallEvent, bool]:
             "is_websocket_leg": event.is_websocket_leg,
             "status": event.status,
             "timestamp": event.timestamp or timezone.now(),
-            "payload": event.payload,
+            "payload": payload,
         },
     )
     if not created or event.is_websocket_leg:
@@ -122,16 +144,28 @@ def call_for_socket(*, call_uuid: str, conversation_uuid: str) -> Call:
 
 
 def socket_event_record(
-    *, call: Call, event: str, payload: dict[str, Any], fingerprint: str
+    *,
+    call: Call,
+    event: str,
+    payload: dict[str, Any],
+    fingerprint: str,
+    paused: bool = False,
 ) -> CallEvent:
-    """Store a text message from the audio socket (DTMF and the like) on the call."""
+    """Store a text message from the audio socket (DTMF and the like) on the call.
+
+    paused: recording was paused when it came, so a key press is kept
+    without its key (CALLRECORDER_DTMF_DIGITS=mask: always).
+    """
+    kept = socket_event_to_keep(
+        event, payload, hide_digits=_digits_hidden(paused=paused)
+    )
     call_event, _ = CallEvent.objects.get_or_create(
         call=call,
         fingerprint=fingerprint,
         defaults={
             "source": CallEvent.Source.SOCKET,
             "status": event,
-            "payload": payload,
+            "payload": kept,
         },
     )
     return call_event

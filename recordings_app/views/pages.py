@@ -58,6 +58,8 @@ def call_list(request: HttpRequest) -> HttpResponse:
             "calls_socket_path": CALLS_SOCKET_PATH,
             "add_finished_calls": unfiltered_newest and page.number == 1,
         },
+        # A filter that makes no sense is said so on the page, with a 400.
+        status=200 if form.is_valid() else 400,
     )
 
 

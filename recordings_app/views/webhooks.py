@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from .. import signatures, vonage
+from ..addresses import UNSIGNED_REFUSED, arrived_forwarded, unsigned_allowed_from
 from ..services import access, calls
 from ..sockets import AUDIO_SOCKET_PATH
 
@@ -54,6 +54,10 @@ def vonage_webhook(view: Callable[[HttpRequest], HttpResponse]):
     def wrapper(request: HttpRequest) -> HttpResponse:
         secret = settings.VONAGE_SIGNATURE_SECRET
         claims = None
+        if not secret and not unsigned_allowed_from(
+            peer=request.META.get("REMOTE_ADDR"), forwarded=arrived_forwarded(request)
+        ):
+            return _unauthorized(UNSIGNED_REFUSED)
         if secret:
             try:
                 claims = signatures.verify_vonage_jwt(
@@ -93,7 +97,7 @@ def _webhook_params(request: HttpRequest) -> dict[str, Any]:
     if request.content_type == "application/x-www-form-urlencoded":
         return request.POST.dict()
     try:
-        body = json.loads(request.body or b"null")
+        body = vonage.loads_json(request.body or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BadWebhookBody(f"the body is not valid JSON ({error})") from None
     if not isinstance(body, dict):
@@ -119,7 +123,9 @@ def answer_webhook(request: HttpRequest) -> HttpResponse:
     query = {
         "uuid": answer.uuid,
         "conversation_uuid": answer.conversation_uuid,
-        "token": signatures.socket_token(answer.uuid),
+        "token": signatures.socket_token(
+            call_uuid=answer.uuid, conversation_uuid=answer.conversation_uuid
+        ),
     }
     ncco = vonage.build_ncco(
         greeting=settings.CALLRECORDER_GREETING,
