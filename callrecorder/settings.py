@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from recordings_app.audio.pcm import SUPPORTED_SAMPLE_RATES
@@ -50,14 +51,20 @@ def dev_secret_key() -> str:
 DEBUG = env_bool("DEBUG", True)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
+_NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. With DEBUG off it must come from the "
-            "environment (for example: python -c 'import secrets; "
-            "print(secrets.token_urlsafe(50))')."
+            f"environment (for example: {_NEW_KEY})."
         )
     SECRET_KEY = dev_secret_key()
+# Django's own rule for a strong key (check security.W009), enforced.
+if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too short or too plain: it needs at least 50 characters, "
+        f"5 of them different (for example: {_NEW_KEY})."
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
 if not ALLOWED_HOSTS:
@@ -106,8 +113,15 @@ for _network in TRUSTED_PROXIES:
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = True
 
-# In production the login cookies only travel over HTTPS.
+# In production the login cookies only travel over HTTPS, plain HTTP is
+# redirected and browsers are told to use HTTPS only (HSTS, a year); each
+# can be turned off, e.g. when TLS ends at a proxy that redirects itself.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600))
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 if PUBLIC_URL and PUBLIC_URL not in CSRF_TRUSTED_ORIGINS:
@@ -123,12 +137,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "csp",
     "recordings_app",
 ]
 
 MIDDLEWARE = [
     "recordings_app.middleware.trusted_proxy_headers",  # before anything reads them
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -362,6 +378,11 @@ VONAGE_SIGNATURE_MAX_AGE = float(os.environ.get("VONAGE_SIGNATURE_MAX_AGE", "300
 # development. This name says what taking them from anywhere means; with
 # DEBUG off, the server does not start without one or the other.
 UNSAFE_ALLOW_UNSIGNED_WEBHOOKS = env_bool("UNSAFE_ALLOW_UNSIGNED_WEBHOOKS", False)
+if not DEBUG and VONAGE_SIGNATURE_SECRET and len(VONAGE_SIGNATURE_SECRET) < 32:
+    raise ImproperlyConfigured(
+        "VONAGE_SIGNATURE_SECRET is too short: HS256 needs at least 32 characters "
+        "(copy the whole signature secret from the Vonage dashboard)."
+    )
 if not DEBUG and not VONAGE_SIGNATURE_SECRET and not UNSAFE_ALLOW_UNSIGNED_WEBHOOKS:
     raise ImproperlyConfigured(
         "VONAGE_SIGNATURE_SECRET is not set. With DEBUG off, webhooks must be "
@@ -431,3 +452,26 @@ if _retention_days:
 CALLRECORDER_RETENTION_CHECK_SECONDS = float(
     os.environ.get("CALLRECORDER_RETENTION_CHECK_SECONDS", "3600")
 )
+
+# No inline script anywhere (django-csp): a script injected into a page
+# cannot run. Inline style attributes stay allowed (the waveform's marker
+# positions); recordings may come from the bucket (RECORDINGS_DELIVERY).
+_MEDIA_SOURCES = [SELF]
+if RECORDINGS_DELIVERY == "storage-url":
+    _MEDIA_SOURCES.append(
+        os.environ.get("AWS_S3_ENDPOINT_URL") or "https://*.amazonaws.com"
+    )
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "media-src": _MEDIA_SOURCES,
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}

@@ -9,6 +9,9 @@ from django.db import connection
 
 from .helpers import ROOT
 
+STRONG_KEY = "k3Yz-8dQ_rT2vLp9sW1xN4bM7cF0gH6jE5aU2iO8yR3tZ1qX9wV7"
+SIGNATURE_SECRET = "0123456789abcdefghijklmnopqrstuv"
+
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with exactly this environment."""
@@ -23,10 +26,18 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
             "PUBLIC_URL",
             "VONAGE_SIGNATURE_SECRET",
             "UNSAFE_ALLOW_UNSIGNED_WEBHOOKS",
+            "TRUSTED_PROXIES",
+            "TRUST_PROXY_HEADERS",
+            "SECURE_SSL_REDIRECT",
+            "SECURE_HSTS_SECONDS",
         }
     }
     return subprocess.run(
-        [sys.executable, "-c", "import callrecorder.settings"],
+        [
+            sys.executable,
+            "-c",
+            "import callrecorder.settings as s; print(repr(vars(s)))",
+        ],
         cwd=ROOT,
         env={**clean, **env},
         capture_output=True,
@@ -42,7 +53,7 @@ def test_production_mode_refuses_to_start_without_a_secret_key():
 
 
 def test_production_mode_refuses_to_start_without_allowed_hosts():
-    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50)
+    result = load_settings(DEBUG="false", SECRET_KEY=STRONG_KEY)
 
     assert result.returncode != 0
     assert "ALLOWED_HOSTS is not set" in result.stderr
@@ -50,7 +61,7 @@ def test_production_mode_refuses_to_start_without_allowed_hosts():
 
 def test_production_mode_refuses_to_start_without_the_vonage_signature_secret():
     result = load_settings(
-        DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="calls.example.com"
+        DEBUG="false", SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="calls.example.com"
     )
 
     assert result.returncode != 0
@@ -60,7 +71,7 @@ def test_production_mode_refuses_to_start_without_the_vonage_signature_secret():
 def test_production_mode_may_go_without_signatures_only_by_an_unsafe_setting():
     result = load_settings(
         DEBUG="false",
-        SECRET_KEY="x" * 50,
+        SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="calls.example.com",
         UNSAFE_ALLOW_UNSIGNED_WEBHOOKS="true",
     )
@@ -71,9 +82,9 @@ def test_production_mode_may_go_without_signatures_only_by_an_unsafe_setting():
 def test_production_mode_starts_with_its_secrets_set():
     result = load_settings(
         DEBUG="false",
-        SECRET_KEY="x" * 50,
+        SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="calls.example.com",
-        VONAGE_SIGNATURE_SECRET="s" * 32,
+        VONAGE_SIGNATURE_SECRET=SIGNATURE_SECRET,
     )
 
     assert result.returncode == 0, result.stderr
@@ -111,3 +122,58 @@ def test_a_retention_in_days_is_accepted():
     result = load_settings(CALLRECORDER_RETENTION_DAYS="90")
 
     assert result.returncode == 0, result.stderr
+
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": STRONG_KEY,
+    "ALLOWED_HOSTS": "calls.example.com",
+    "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
+}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("SECRET_KEY", "x" * 60, "SECRET_KEY is too short or too plain"),
+        ("SECRET_KEY", "short-but-varied-key", "SECRET_KEY is too short or too plain"),
+        ("VONAGE_SIGNATURE_SECRET", "abc123", "VONAGE_SIGNATURE_SECRET is too short"),
+    ],
+    ids=["one character", "short", "short signature secret"],
+)
+def test_production_mode_refuses_short_secrets(setting, value, says):
+    result = load_settings(**PRODUCTION | {setting: value})
+
+    assert result.returncode != 0
+    assert says in result.stderr
+
+
+def test_production_mode_redirects_to_https_and_sends_hsts():
+    settings = load_settings(**PRODUCTION).stdout
+
+    assert "'SECURE_SSL_REDIRECT': True" in settings
+    assert "'SECURE_HSTS_SECONDS': 31536000" in settings
+    assert "'SESSION_COOKIE_SECURE': True" in settings
+
+
+def test_https_redirect_and_hsts_can_be_turned_off():
+    settings = load_settings(
+        **PRODUCTION | {"SECURE_SSL_REDIRECT": "false", "SECURE_HSTS_SECONDS": "0"}
+    ).stdout
+
+    assert "'SECURE_SSL_REDIRECT': False" in settings
+    assert "'SECURE_HSTS_SECONDS': 0" in settings
+
+
+def test_the_old_proxy_switch_says_what_replaced_it():
+    result = load_settings(TRUST_PROXY_HEADERS="true")
+
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES" in result.stderr
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_refused():
+    result = load_settings(TRUSTED_PROXIES="10.0.0.0/8,nginx")
+
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES: 'nginx' is not an address or a CIDR" in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 
 import pytest
@@ -18,6 +19,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.views.debug import technical_500_response
 
+from recordings_app.addresses import client_ip
 from recordings_app.consumers.audio import RecordingConsumer
 from recordings_app.models import AccessLogEntry, Call, CallEvent
 from recordings_app.signatures import socket_token
@@ -374,7 +376,7 @@ async def test_without_the_secret_an_audio_socket_from_elsewhere_gets_4401(
     "body",
     [
         '{"conversation_uuid": "CON-1", "uuid": "a1", "status": "ringing", "x": NaN}',
-        '{"conversation_uuid": "CON-1", "uuid": "a1", "duration": Infinity}',
+        '{"conversation_uuid": "CON-1", "uuid": "a1", "x": [-Infinity]}',
         json.dumps({**CALL, "status": "ringing", "timestamp": "0001-01-01T00:00:00Z"}),
         json.dumps({**CALL, "start_time": "0001-01-01T00:30:00+01:00"}),
         json.dumps({**CALL, "end_time": "9999-12-31T23:59:59Z"}),
@@ -494,3 +496,45 @@ def test_a_stranger_claiming_https_does_not_change_the_answer(client, settings):
     ncco = client.get(reverse("recordings:answer_webhook"), CALL, headers=headers)
 
     assert ncco.json()[1]["endpoint"][0]["uri"].startswith("ws://testserver/")
+
+
+@pytest.mark.parametrize(
+    ("trusted", "logged"),
+    [([], "203.0.113.1"), (["203.0.113.0/24"], "198.51.100.7")],
+)
+def test_client_ip_reads_a_forwarded_for_only_from_a_trusted_proxy(
+    settings, trusted, logged
+):
+    """Even where the middleware did not run first."""
+    settings.TRUSTED_PROXIES = trusted
+    request = RequestFactory().get(
+        "/", REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR="198.51.100.7"
+    )
+
+    assert client_ip(request) == logged
+
+
+# --- also: a Content-Security-Policy without inline script -------------------
+
+
+@pytest.mark.django_db
+def test_every_page_forbids_inline_script_and_has_none(admin_client, settings):
+    recording = record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+    pages = [
+        reverse("recordings:call_list"),
+        recording.call.get_absolute_url(),
+        reverse("admin:recordings_app_recording_changelist"),
+        reverse("login"),
+    ]
+    for url in pages:
+        response = admin_client.get(url)
+        policy = dict(
+            directive.strip().split(" ", 1)
+            for directive in response["Content-Security-Policy"].split(";")
+        )
+        assert policy["script-src"] == "'self'", url
+        assert policy["frame-ancestors"] == "'none'", url
+        page = response.content.decode()
+        scripts = re.findall(r"<script\b([^>]*)>", page)
+        inline = [s for s in scripts if "src=" not in s and "application/json" not in s]
+        assert inline == [], url
