@@ -260,15 +260,18 @@ def recordings_of(n: int = 1) -> list[Recording]:
 
 
 def wait_for_recordings(call_uuid: str, count: int = 1, timeout: float = 15.0):
-    """The server finishes a recording just after the socket closes: wait for it."""
-    from recordings_app.models import Recording
+    """The server finishes a recording just after the socket closes: wait for it,
+    and for the call to leave the live list (its row goes just after; until
+    then retention, say, still counts the call as in progress)."""
+    from recordings_app.models import LiveSocket, Recording
 
     deadline = time.monotonic() + timeout
     while True:
         recordings = list(
             Recording.objects.select_related("call").filter(call__uuid=call_uuid)
         )
-        if len(recordings) >= count or time.monotonic() > deadline:
+        live = LiveSocket.objects.filter(call__uuid=call_uuid).exists()
+        if (len(recordings) >= count and not live) or time.monotonic() > deadline:
             return recordings
         time.sleep(0.05)
 
