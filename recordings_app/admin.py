@@ -7,9 +7,11 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from . import selectors
 from .addresses import client_ip
 from .audio.figures import RecordingFigures
-from .models import AccessLogEntry, Call, CallEvent, LiveSocket, Recording
+from .models import AccessLogEntry, Call, CallEvent, Line, LiveSocket, Recording
+from .permissions import can_hold
 from .services import holds
 
 
@@ -139,7 +141,15 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     actions = ["delete_selected", "place_legal_hold", "release_legal_hold"]
     held = "legal_hold"
 
-    @admin.action(permissions=["change"], description="Place on legal hold")
+    def get_queryset(self, request):
+        """Only the calls of the user's teams' lines, unless they see all."""
+        calls = super().get_queryset(request).prefetch_related("recordings")
+        return calls.filter(selectors.seen_by(request.user))
+
+    def has_set_legal_hold_permission(self, request) -> bool:
+        return can_hold(request.user)
+
+    @admin.action(permissions=["set_legal_hold"], description="Place on legal hold")
     def place_legal_hold(self, request, queryset) -> None:
         changed = [
             holds.legal_hold_set(call=call, on=True, by=request.user)
@@ -149,7 +159,7 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
             request, f"{sum(map(bool, changed))} call(s) placed on legal hold."
         )
 
-    @admin.action(permissions=["change"], description="Release legal hold")
+    @admin.action(permissions=["set_legal_hold"], description="Release legal hold")
     def release_legal_hold(self, request, queryset) -> None:
         changed = [
             holds.legal_hold_set(call=call, on=False, by=request.user)
@@ -165,9 +175,6 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for call in queryset:
             self.delete_model(request, call)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("recordings")
 
     @admin.display(description="recordings")
     def recording_count(self, call: Call) -> int:
@@ -207,6 +214,10 @@ class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     exclude = ["peaks"]  # a thousand numbers; the call's page draws them
     actions = ["delete_selected"]
     held = "call__legal_hold"
+
+    def get_queryset(self, request):
+        recordings = super().get_queryset(request)
+        return recordings.filter(selectors.seen_by(request.user, via="call__"))
 
     @admin.display(description="audio")
     def player(self, recording: Recording) -> str:
@@ -261,6 +272,10 @@ class CallEventAdmin(admin.ModelAdmin):
         "fingerprint",
     ]
 
+    def get_queryset(self, request):
+        events = super().get_queryset(request)
+        return events.filter(selectors.seen_by(request.user, via="call__"))
+
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -295,7 +310,8 @@ class LiveSocketAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_alive()
+        sockets = super().get_queryset(request).with_alive()
+        return sockets.filter(selectors.seen_by(request.user, via="call__"))
 
     @admin.display(boolean=True, description="alive", ordering="alive")
     def is_alive(self, live_socket: LiveSocket) -> bool:
@@ -340,3 +356,20 @@ class AccessLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Line)
+class LineAdmin(admin.ModelAdmin):
+    """Our phone numbers and the teams (groups) whose members see their calls."""
+
+    list_display = ["number", "name", "team_names"]
+    search_fields = ["number", "name", "groups__name"]
+    list_filter = ["groups"]
+    filter_horizontal = ["groups"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="teams")
+    def team_names(self, line: Line) -> str:
+        return ", ".join(group.name for group in line.groups.all()) or "—"

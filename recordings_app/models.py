@@ -4,6 +4,8 @@ import hashlib
 import json
 from datetime import timedelta
 
+from django.contrib.auth.models import Group
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.urls import reverse
@@ -40,6 +42,13 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        # Each action its own permission: is_staff alone grants none of them.
+        permissions = [
+            ("view_all_calls", "Can see the calls of every line"),
+            ("listen_live", "Can listen in to calls in progress"),
+            ("pause_recording", "Can pause and resume recording a call"),
+            ("set_legal_hold", "Can place or release a legal hold"),
+        ]
         indexes = [
             models.Index(fields=["status", "-started_at"]),
             # The list's order, so any page (OFFSET) walks the index, no sort.
@@ -68,6 +77,35 @@ class Call(models.Model):
         if self.duration_seconds is not None:
             return self.duration_seconds
         return self.recorded_seconds or None
+
+
+class Line(models.Model):
+    """One of our phone numbers. Members of its groups (teams) see its calls:
+    the calls to it, or from it (outbound)."""
+
+    number = models.CharField(
+        max_length=20,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[1-9][0-9]{5,14}$",
+                "Digits only, country code first, as Vonage sends them (447700900000).",
+            )
+        ],
+    )
+    name = models.CharField(max_length=100, blank=True)
+    groups = models.ManyToManyField(
+        Group,
+        related_name="lines",
+        blank=True,
+        help_text="Teams whose members see this line's calls.",
+    )
+
+    class Meta:
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.number})" if self.name else self.number
 
 
 class CallEvent(models.Model):
@@ -161,6 +199,7 @@ class Recording(models.Model):
 
     class Meta:
         ordering = ["started_at", "id"]
+        permissions = [("play_recording", "Can play and download recordings")]
 
     def __str__(self) -> str:
         return f"{self.file.name} ({self.duration_seconds:.1f} s)"

@@ -1,17 +1,22 @@
 """Every read that is more than a lookup by key: lists, calls in progress, purges.
 
+Reads on behalf of a user take the user: they see only the calls of their
+teams' lines, unless they may see every call (permissions.sees_all_calls).
 Writes are in recordings_app.services; nothing here changes a row.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .live.events import call_summary
-from .models import Call, LiveSocket, Recording
+from .models import Call, Line, LiveSocket, Recording
+from .permissions import sees_all_calls
 
 # The list page's sorts: a label for the form, an order for the query.
 SORTS = {
@@ -27,19 +32,71 @@ def _day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def live_calls_for_list() -> list[LiveSocket]:
-    """One live row per call in progress (its newest socket), oldest first.
+def line_numbers(user: Any) -> list[str] | None:
+    """The numbers of the lines the user's teams have; None: every line.
 
-    A reconnect's socket may open while the first is still being stored.
+    Kept on the user object, as Django keeps its permissions: one query per
+    request, however many reads ask.
+    """
+    if not user.is_authenticated:
+        return []
+    if sees_all_calls(user):
+        return None
+    if not hasattr(user, "_line_numbers"):
+        lines = Line.objects.filter(groups__user=user)
+        user._line_numbers = list(lines.values_list("number", flat=True))
+    return user._line_numbers
+
+
+def on_lines(numbers: list[str] | None, *, via: str = "") -> Q:
+    """Calls to or from these lines (None: every call); via: the lookup from
+    another model to its call ("call__")."""
+    if numbers is None:
+        return Q()
+    return Q(**{f"{via}to_number__in": numbers}) | Q(
+        **{f"{via}from_number__in": numbers}
+    )
+
+
+def seen_by(user: Any, *, via: str = "") -> Q:
+    """A filter for the calls (or their rows, via "call__") the user sees."""
+    return on_lines(line_numbers(user), via=via)
+
+
+def visible_calls(user: Any) -> QuerySet[Call]:
+    """The calls this user may see: their teams' lines', or every one."""
+    return Call.objects.filter(seen_by(user))
+
+
+def sees_call(user: Any, *, call_id: int) -> bool:
+    return visible_calls(user).filter(pk=call_id).exists()
+
+
+def _live_sockets_on(
+    numbers: list[str] | None, *, even_if_stale: bool = False
+) -> QuerySet[LiveSocket]:
+    """Sockets recording now, of calls on these lines (None: every call)."""
+    sockets = LiveSocket.objects.all() if even_if_stale else LiveSocket.objects.alive()
+    return sockets.filter(on_lines(numbers, via="call__"))
+
+
+def live_calls_for_list(user: Any) -> list[LiveSocket]:
+    """One live row per call in progress the user sees (its newest socket).
+
+    Oldest first. A reconnect's socket may open while the first is still
+    being stored.
     """
     oldest_first = (
-        LiveSocket.objects.alive().select_related("call").order_by("started_at")
+        _live_sockets_on(line_numbers(user))
+        .select_related("call")
+        .order_by("started_at")
     )
     return list({live.call_id: live for live in oldest_first}.values())
 
 
 def finished_calls(
     *,
+    user: Any,
     exclude_call_ids: list[int],
     q: str = "",
     since: date | None = None,
@@ -54,7 +111,11 @@ def finished_calls(
     join to the live sockets made PostgreSQL sort all 100,000 calls for a
     deep page (bench/list_page.py).
     """
-    calls = Call.objects.prefetch_related("recordings").exclude(pk__in=exclude_call_ids)
+    calls = (
+        visible_calls(user)
+        .prefetch_related("recordings")
+        .exclude(pk__in=exclude_call_ids)
+    )
     if q:
         calls = calls.filter(
             Q(from_number__contains=q)
@@ -74,9 +135,9 @@ def finished_calls(
     return calls.order_by(*order)
 
 
-def calls_with_recordings() -> QuerySet[Call]:
-    """Calls with their recordings prefetched (a call's duration sums them)."""
-    return Call.objects.prefetch_related("recordings")
+def calls_with_recordings(user: Any) -> QuerySet[Call]:
+    """The calls the user sees, recordings prefetched (a duration sums them)."""
+    return visible_calls(user).prefetch_related("recordings")
 
 
 def live_socket_of(call: Call) -> LiveSocket | None:
@@ -85,18 +146,17 @@ def live_socket_of(call: Call) -> LiveSocket | None:
 
 
 async def live_socket_for_call(
-    *, call_id: int, even_if_stale: bool = False
+    *, call_id: int, user: Any, even_if_stale: bool = False
 ) -> LiveSocket | None:
-    """The newest socket recording this call now, if any.
+    """The newest socket recording this call now, if any and the user sees it.
 
     even_if_stale: for a pause, which asks the socket itself and hears
     whether it is there. A late heartbeat must never stop staff pausing a
     call that is still being recorded.
     """
-    sockets = LiveSocket.objects.filter(call_id=call_id)
-    if not even_if_stale:
-        sockets = sockets.alive()
-    return await sockets.order_by("-id").afirst()
+    numbers = await sync_to_async(line_numbers)(user)
+    sockets = _live_sockets_on(numbers, even_if_stale=even_if_stale)
+    return await sockets.filter(call_id=call_id).order_by("-id").afirst()
 
 
 async def call_still_live(*, call_id: int) -> bool:
@@ -104,8 +164,10 @@ async def call_still_live(*, call_id: int) -> bool:
     return await LiveSocket.objects.alive().filter(call_id=call_id).aexists()
 
 
-def calls_in_progress() -> list[dict]:
-    """Every call being recorded now, in any process (a page's first picture)."""
+def calls_in_progress(numbers: list[str] | None) -> list[dict]:
+    """Every call being recorded now on these lines (None: all), in any
+    process: a dashboard's first picture."""
+    live_sockets = _live_sockets_on(numbers).select_related("call")
     return [
         call_summary(
             live_socket.call,
@@ -113,14 +175,17 @@ def calls_in_progress() -> list[dict]:
             paused=live_socket.paused,
             paused_by=live_socket.paused_by,
         )
-        for live_socket in LiveSocket.objects.alive().select_related("call")
+        for live_socket in live_sockets
     ]
 
 
-async def recording_to_serve(*, recording_id: int) -> Recording | None:
-    """A recording with its call (the access log names both), or None."""
+def recording_of_visible_call(*, recording_id: int, user: Any) -> Recording | None:
+    """A recording with its call (the access log names both), if the user
+    sees that call; None otherwise, as for one that does not exist."""
     return (
-        await Recording.objects.select_related("call").filter(pk=recording_id).afirst()
+        Recording.objects.select_related("call")
+        .filter(seen_by(user, via="call__"), pk=recording_id)
+        .first()
     )
 
 

@@ -13,9 +13,11 @@ from django.conf import settings as django_settings
 from django.db import connections
 
 from .helpers import (
+    LISTENER,
     S3_BUCKET,
     DaphneServer,
     free_port,
+    grant,
     require,
     running_server,
     s3_client,
@@ -59,8 +61,11 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
 
 @pytest.fixture
 def user(django_user_model):
-    """A signed-in listener: not staff, may play but not delete."""
-    return django_user_model.objects.create_user("listener", password="pw-listener-1")
+    """A signed-in listener: sees and plays every call, may not delete."""
+    listener = django_user_model.objects.create_user(
+        "listener", password="pw-listener-1"
+    )
+    return grant(listener, *LISTENER)
 
 
 @pytest.fixture

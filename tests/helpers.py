@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.test import Client
 
@@ -119,13 +119,32 @@ async def send_frames(communicator, audio: bytes, frame: int) -> None:
         await communicator.send_to(bytes_data=audio[start : start + frame])
 
 
+# --- users and what they may do --------------------------------------------
+
+# What each kind of user is given (a new user may do nothing).
+LISTENER = ["view_all_calls", "play_recording"]
+SUPERVISOR = [*LISTENER, "listen_live", "pause_recording"]
+
+
+def grant(user: User, *codenames: str) -> User:
+    """Give the user these recordings_app permissions (by codename)."""
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="recordings_app", codename__in=codenames
+        )
+    )
+    return User.objects.get(pk=user.pk)  # no stale permission cache
+
+
 # --- live: dashboards, listen-in, pause ----------------------------------
 
 
 @database_sync_to_async
 def signed_in(*, staff: bool = False, name: str = "alice") -> tuple[User, bytes]:
-    """A user and the Cookie header of their session."""
+    """A user and the Cookie header of their session: a listener, or (staff)
+    a supervisor who may also listen in and pause."""
     user = User.objects.create_user(name, password="pw", is_staff=staff)
+    user = grant(user, *(SUPERVISOR if staff else LISTENER))
     client = Client()
     client.force_login(user)
     return user, f"sessionid={client.cookies['sessionid'].value}".encode()

@@ -17,7 +17,14 @@ from recordings_app.simulator.caller import CallPlan, play_call
 from recordings_app.simulator.sounds import load_wav, speak
 from recordings_app.templatetags.recordings import offset
 
-from .helpers import ROOT, outside_the_event_loop, require, wait_for_recordings
+from .helpers import (
+    LISTENER,
+    ROOT,
+    grant,
+    outside_the_event_loop,
+    require,
+    wait_for_recordings,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -290,7 +297,8 @@ def live_call_html(db, django_user_model) -> str:
         paused_by="carol",
     )
     client = Client()
-    client.force_login(django_user_model.objects.create_user("erin", is_staff=True))
+    erin = django_user_model.objects.create_user("erin", is_staff=True)
+    client.force_login(grant(erin, *LISTENER))
     return client.get(call.get_absolute_url()).content.decode()
 
 

@@ -6,13 +6,20 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from recordings_app.models import LiveSocket
 
-from .helpers import ROOT, make_call, outside_the_event_loop, record, sign_in
+from .helpers import (
+    LISTENER,
+    ROOT,
+    grant,
+    make_call,
+    outside_the_event_loop,
+    record,
+    sign_in,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -54,16 +61,11 @@ def calls(daphne_server, settings):
 
 @pytest.fixture
 def staff(django_user_model):
-    """Staff who may change calls: place and release legal holds."""
+    """Staff who may place and release legal holds."""
     dana = django_user_model.objects.create_user(
         "dana", password=PASSWORD, is_staff=True
     )
-    dana.user_permissions.add(
-        Permission.objects.get(
-            content_type__app_label="recordings_app", codename="change_call"
-        )
-    )
-    return dana
+    return grant(dana, *LISTENER, "set_legal_hold")
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ from recordings_app.simulator.sounds import beep_tone
 from .helpers import (
     ROOT,
     S3_BUCKET,
+    SUPERVISOR,
     DaphneServer,
+    grant,
     outside_the_event_loop,
     s3_client,
     sign_in,
@@ -83,9 +85,10 @@ def two_workers(s3_endpoint, settings, monkeypatch, transactional_db, tmp_path: 
 @pytest.fixture
 def supervisor(django_user_model):
     """Staff who may pause and listen in (made before the browser starts)."""
-    return django_user_model.objects.create_user(
+    supervisor = django_user_model.objects.create_user(
         "supervisor", password=PASSWORD, is_staff=True
     )
+    return grant(supervisor, *SUPERVISOR)
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ The user is checked again while the socket lasts (signed out elsewhere?).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.auth import get_user
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
@@ -27,13 +29,16 @@ async def signed_in_user(scope) -> Any:
     return user if user.is_authenticated else None
 
 
-async def user_or_refuse(consumer: AsyncWebsocketConsumer, *, staff: bool = False):
-    """The page's signed-in user, or None once the socket is closed with why."""
+async def user_or_refuse(
+    consumer: AsyncWebsocketConsumer, *, may: Callable[[Any], bool] | None = None
+):
+    """The page's signed-in user (who `may`, a permissions check, when given),
+    or None once the socket is closed with why."""
     user = consumer.scope.get("user")
     if user is None or not user.is_authenticated:
         await accept_and_close(consumer, CLOSE_UNAUTHORIZED)
         return None
-    if staff and not user.is_staff:
+    if may is not None and not await database_sync_to_async(may)(user):
         await accept_and_close(consumer, CLOSE_FORBIDDEN)
         return None
     return user

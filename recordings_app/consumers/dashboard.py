@@ -22,15 +22,23 @@ logger = logging.getLogger(__name__)
 class CallsConsumer(AsyncJsonWebsocketConsumer):
     """A signed-in page's live view: calls starting, their levels, pauses, ends.
 
-    While one is open, recording processes send audio levels (see live.monitor);
-    the page renews that wish every few seconds.
+    Only of the calls its user sees (their teams' lines, or every call):
+    the dashboards' group carries every call, so this socket passes on
+    only what concerns the calls it has shown. While one is open,
+    recording processes send audio levels (see live.monitor); the page
+    renews that wish every few seconds.
     """
 
     renew_task: asyncio.Task | None = None
+    numbers: list[str] | None = []  # the user's lines; None: every call
+    shown: set[int]
 
     async def connect(self) -> None:
-        if await user_or_refuse(self) is None:
+        user = await user_or_refuse(self)
+        if user is None:
             return
+        self.user = user
+        self.shown = set()
         await self.channel_layer.group_add(events.CALLS_GROUP, self.channel_name)
         await self.accept()
         # The page was drawn a moment ago: calls may have started or ended
@@ -39,8 +47,14 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
         self.renew_task = asyncio.ensure_future(self.keep_watching())
 
     async def send_snapshot(self) -> None:
-        calls = await database_sync_to_async(selectors.calls_in_progress)()
+        """The calls in progress the user sees; their rights are read afresh."""
+        self.numbers = await database_sync_to_async(selectors.line_numbers)(self.user)
+        calls = await database_sync_to_async(selectors.calls_in_progress)(self.numbers)
+        self.shown = {call["id"] for call in calls}
         await self.send_json({"event": "snapshot", "calls": calls})
+
+    def sees(self, call_id: Any) -> bool:
+        return self.numbers is None or call_id in self.shown
 
     async def keep_watching(self) -> None:
         """Say this page watches; stop if its user signed out meanwhile.
@@ -50,9 +64,11 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
         """
         snapshot_due = time.monotonic() + LiveSocket.HEARTBEAT_SECONDS
         while True:
-            if await signed_in_user(self.scope) is None:
+            user = await signed_in_user(self.scope)
+            if user is None:
                 await self.close(code=CLOSE_UNAUTHORIZED)
                 return
+            self.user = user  # the next snapshot goes by their rights now
             try:
                 await events.watch_renew(self.channel_layer)
                 # Group members expire (a day, in Redis): a wall screen stays.
@@ -86,12 +102,22 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("dashboard snapshot failed", exc_info=True)
 
     async def call_started(self, event: dict[str, Any]) -> None:
-        await self.send_json({"event": "started", "call": event["call"]})
+        call = event["call"]
+        numbers = self.numbers
+        if numbers is not None and not {call["from"], call["to"]} & set(numbers):
+            return  # another team's call
+        self.shown.add(call["id"])
+        await self.send_json({"event": "started", "call": call})
 
     async def call_ended(self, event: dict[str, Any]) -> None:
+        if not self.sees(event["call_id"]):
+            return
+        self.shown.discard(event["call_id"])
         await self.send_json({"event": "ended", "call_id": event["call_id"]})
 
     async def call_paused(self, event: dict[str, Any]) -> None:
+        if not self.sees(event["call_id"]):
+            return
         await self.send_json(
             {
                 "event": "paused",
@@ -102,4 +128,10 @@ class CallsConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def calls_levels(self, event: dict[str, Any]) -> None:
-        await self.send_json({"event": "levels", "levels": event["levels"]})
+        levels = {
+            call_id: level
+            for call_id, level in event["levels"].items()
+            if self.sees(int(call_id))
+        }
+        if levels:
+            await self.send_json({"event": "levels", "levels": levels})

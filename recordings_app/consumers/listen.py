@@ -7,10 +7,12 @@ import json
 import logging
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import selectors
 from ..live import events
+from ..permissions import can_listen
 from ..sockets import CLOSE_FORBIDDEN, CLOSE_NOT_LIVE, CLOSE_UNAUTHORIZED
 from .browser_auth import accept_and_close, signed_in_user, user_or_refuse
 
@@ -18,7 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 class ListenConsumer(AsyncWebsocketConsumer):
-    """Staff hear a call in progress: its audio, a fraction of a second late.
+    """Who may listen in hears a call in progress, a fraction of a second late.
+
+    Only a call the user sees (its line), with the listen_live permission.
 
     Sends one JSON text message with the sample rate, then binary chunks of
     16-bit PCM (silence while the recording is paused), then
@@ -28,11 +32,12 @@ class ListenConsumer(AsyncWebsocketConsumer):
     renew_task: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        if await user_or_refuse(self, staff=True) is None:
+        user = await user_or_refuse(self, may=can_listen)
+        if user is None:
             return
         call_id = self.scope["url_route"]["kwargs"]["call_id"]
-        live_socket = await selectors.live_socket_for_call(call_id=call_id)
-        if live_socket is None:
+        live_socket = await selectors.live_socket_for_call(call_id=call_id, user=user)
+        if live_socket is None:  # not live, or not one of the user's lines
             await accept_and_close(self, CLOSE_NOT_LIVE)
             return
         self.call_id = call_id
@@ -42,14 +47,16 @@ class ListenConsumer(AsyncWebsocketConsumer):
         self.renew_task = asyncio.ensure_future(self.keep_listening())
 
     async def keep_listening(self) -> None:
-        """Ask for audio while the call and the staff member's rights last."""
+        """Ask for audio while the call and the listener's rights last."""
         while True:
             user = await signed_in_user(self.scope)
-            if user is None or not user.is_staff:
+            if user is None or not await database_sync_to_async(can_listen)(user):
                 code = CLOSE_UNAUTHORIZED if user is None else CLOSE_FORBIDDEN
                 await self.close(code=code)
                 return
-            live_socket = await selectors.live_socket_for_call(call_id=self.call_id)
+            live_socket = await selectors.live_socket_for_call(
+                call_id=self.call_id, user=user
+            )
             if live_socket is None or live_socket.channel_name != self.recorder:
                 await self.listen_ended({})  # ended, or its worker died
                 return

@@ -21,6 +21,7 @@ from .. import selectors
 from ..addresses import client_ip
 from ..http_range import RangeNotSatisfiable, parse_range
 from ..models import AccessLogEntry, Recording
+from ..permissions import can_play
 from ..services import access
 
 _STREAM_CHUNK = 64 * 1024
@@ -63,10 +64,19 @@ def _handoff(recording: Recording, disposition: str) -> HttpResponse | None:
 async def _serve_recording(
     request: HttpRequest, pk: int, *, action: AccessLogEntry.Action
 ) -> HttpResponse:
-    recording = await selectors.recording_to_serve(recording_id=pk)
-    if recording is None or not recording.file:
+    user = await request.auser()
+    recording = await sync_to_async(selectors.recording_of_visible_call)(
+        recording_id=pk, user=user
+    )
+    if recording is None or not recording.file:  # or another team's call
         return HttpResponse(
             "No such recording.\n", status=404, content_type="text/plain"
+        )
+    if not await sync_to_async(can_play)(user):
+        return HttpResponse(
+            "You may not play recordings (play_recording).\n",
+            status=403,
+            content_type="text/plain",
         )
     size = recording.size_bytes
     try:
@@ -76,7 +86,7 @@ async def _serve_recording(
     if request.method == "GET":  # a HEAD or a refused range hands out no audio
         await sync_to_async(access.recording_play_log)(
             recording=recording,
-            user=await request.auser(),
+            user=user,
             ip_address=client_ip(request),
             action=action,
             window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import (
@@ -24,7 +24,7 @@ from .. import selectors
 from ..addresses import client_ip
 from ..forms import CallFilterForm
 from ..live import pause
-from ..models import Call, Recording
+from ..permissions import can_delete, can_hold, can_listen, can_pause, can_play
 from ..services import holds
 from ..sockets import CALLS_SOCKET_PATH, LISTEN_SOCKET_PATH
 from ..timeline import call_timeline
@@ -37,9 +37,12 @@ logger = logging.getLogger(__name__)
 def call_list(request: HttpRequest) -> HttpResponse:
     """Calls in progress (live), then finished ones: search, filter by date, status."""
     form = CallFilterForm(request.GET)
-    live_sockets = selectors.live_calls_for_list()
+    user = request.user
+    live_sockets = selectors.live_calls_for_list(user)
     calls = selectors.finished_calls(
-        exclude_call_ids=[live.call_id for live in live_sockets], **form.filters()
+        user=user,
+        exclude_call_ids=[live.call_id for live in live_sockets],
+        **form.filters(),
     )
     page = Paginator(calls, settings.CALLRECORDER_CALLS_PER_PAGE).get_page(
         request.GET.get("page")
@@ -57,6 +60,9 @@ def call_list(request: HttpRequest) -> HttpResponse:
             "live_sockets": live_sockets,
             "calls_socket_path": CALLS_SOCKET_PATH,
             "add_finished_calls": unfiltered_newest and page.number == 1,
+            "can_play": can_play(user),
+            # A new user sees nothing until given a line or every call.
+            "has_no_lines": selectors.line_numbers(user) == [],
         },
         # A filter that makes no sense is said so on the page, with a 400.
         status=200 if form.is_valid() else 400,
@@ -67,15 +73,17 @@ def call_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def call_row(request: HttpRequest, pk: int) -> HttpResponse:
     """One finished call's row, for the live list to add without a reload."""
-    call = get_object_or_404(selectors.calls_with_recordings(), pk=pk)
-    return render(request, "recordings/_call_row.html", {"call": call})
+    call = get_object_or_404(selectors.calls_with_recordings(request.user), pk=pk)
+    context = {"call": call, "can_play": can_play(request.user)}
+    return render(request, "recordings/_call_row.html", context)
 
 
 @require_GET
 @login_required
 def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A call: each recording's waveform and player, its events on the same axis."""
-    call = get_object_or_404(selectors.calls_with_recordings(), pk=pk)
+    user = request.user
+    call = get_object_or_404(selectors.calls_with_recordings(user), pk=pk)
     recordings = list(call.recordings.all())
     panels, timeline = call_timeline(recordings, list(call.events.all()))
     return render(
@@ -88,8 +96,11 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "timeline": timeline,
             "several_recordings": len(recordings) > 1,
             "speeds": ["0.75", "1", "1.25", "1.5", "2"],
-            "can_delete": can_delete(request.user),
-            "can_hold": can_hold(request.user),
+            "can_play": can_play(user),
+            "can_delete": can_delete(user),
+            "can_hold": can_hold(user),
+            "can_pause": can_pause(user),
+            "can_listen": can_listen(user),
             "live_socket": selectors.live_socket_of(call),
             "calls_socket_path": CALLS_SOCKET_PATH,
             "listen_socket_path": LISTEN_SOCKET_PATH.format(call_id=call.pk),
@@ -100,17 +111,21 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
-    """Staff pause or resume recording a live call (card details, say).
+    """Pause or resume recording a live call (card details, say).
 
     The page only says "paused" once the socket recording the call, in
     whichever process, has confirmed it.
     """
     user = await request.auser()
-    if not user.is_staff:
-        raise PermissionDenied("Only staff may pause recording.")
+    if not await sync_to_async(selectors.sees_call)(user, call_id=pk):
+        raise Http404("No such call.")
+    if not can_pause(user):
+        raise PermissionDenied("You may not pause recording (pause_recording).")
     pausing = request.POST.get("action") == "pause"
     call_url = reverse("recordings:call_detail", args=[pk])
-    live_socket = await selectors.live_socket_for_call(call_id=pk, even_if_stale=True)
+    live_socket = await selectors.live_socket_for_call(
+        call_id=pk, user=user, even_if_stale=True
+    )
     if live_socket is None:
         messages.error(request, "This call is not in progress any more.")
         return redirect(call_url)
@@ -146,26 +161,19 @@ async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def call_by_uuid(request: HttpRequest, uuid: str) -> HttpResponse:
     """A stable link from a Vonage call uuid (as the simulator prints) to its page."""
-    call = get_object_or_404(Call, uuid=uuid)
+    call = get_object_or_404(selectors.visible_calls(request.user), uuid=uuid)
     return redirect(call)
-
-
-def can_delete(user: Any) -> bool:
-    return user.is_staff and user.has_perm("recordings_app.delete_recording")
-
-
-def can_hold(user: Any) -> bool:
-    """Place or release a legal hold: staff who may change calls, as in the admin."""
-    return user.is_staff and user.has_perm("recordings_app.change_call")
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    """Staff delete a recording; a GET (a page without script) asks to confirm."""
+    """Delete a recording; a GET (a page without script) asks to confirm."""
+    recording = selectors.recording_of_visible_call(recording_id=pk, user=request.user)
+    if recording is None:
+        raise Http404("No such recording.")
     if not can_delete(request.user):
-        raise PermissionDenied("Only staff may delete recordings.")
-    recording = get_object_or_404(Recording.objects.select_related("call"), pk=pk)
+        raise PermissionDenied("You may not delete recordings (delete_recording).")
     call = recording.call
     if request.method == "GET":
         template = "recordings/recording_confirm_delete.html"
@@ -184,12 +192,12 @@ def recording_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def call_legal_hold(request: HttpRequest, pk: int) -> HttpResponse:
-    """Staff place a call on legal hold (kept whatever the retention) or release it."""
+    """Place a call on legal hold (kept whatever the retention) or release it."""
+    call = get_object_or_404(selectors.visible_calls(request.user), pk=pk)
     if not can_hold(request.user):
         raise PermissionDenied(
-            "Only staff who may change calls may place or release a legal hold."
+            "You may not place or release a legal hold (set_legal_hold)."
         )
-    call = get_object_or_404(Call, pk=pk)
     on = request.POST.get("action") == "on"
     holds.legal_hold_set(call=call, on=on, by=request.user)
     messages.success(
