@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import wave
+from pathlib import Path
 
 import httpx
 import pytest
@@ -241,10 +242,9 @@ async def test_a_storage_failure_keeps_the_spool_and_recovery_stores_it_later(
     assert wav_of(recording)[1] == audio
 
 
-@socket_test
-async def test_a_database_failure_after_storing_is_finished_by_recovery(
-    settings, monkeypatch
-):
+async def stored_but_row_lost(settings, monkeypatch) -> tuple[bytes, Path]:
+    """A call whose audio reached storage while its row failed: its audio
+    and the spool metadata (with its "stored" note) left for recovery."""
     audio = pcm(0.4, 16000)
 
     def database_down(self, *args, **kwargs):
@@ -254,9 +254,17 @@ async def test_a_database_failure_after_storing_is_finished_by_recovery(
     communicator = await open_socket()
     await send_frames(communicator, audio, FRAME)
     await communicator.disconnect()
-    [meta] = settings.SPOOL_DIR.glob("*.json")
-    stored = json.loads(meta.read_text())["stored"]
     monkeypatch.undo()
+    [meta] = settings.SPOOL_DIR.glob("*.json")
+    return audio, meta
+
+
+@socket_test
+async def test_a_database_failure_after_storing_is_finished_by_recovery(
+    settings, monkeypatch
+):
+    audio, meta = await stored_but_row_lost(settings, monkeypatch)
+    stored = json.loads(meta.read_text())["stored"]
 
     await in_thread(recover)
 
@@ -271,20 +279,10 @@ async def test_a_database_failure_after_storing_is_finished_by_recovery(
 async def test_recovery_draws_the_waveform_when_older_metadata_has_none(
     settings, monkeypatch
 ):
-    audio = pcm(0.4, 16000)
-
-    def database_down(self, *args, **kwargs):
-        raise RuntimeError("database went away")
-
-    monkeypatch.setattr(Recording, "save", database_down)
-    communicator = await open_socket()
-    await send_frames(communicator, audio, FRAME)
-    await communicator.disconnect()
-    [meta] = settings.SPOOL_DIR.glob("*.json")
+    audio, meta = await stored_but_row_lost(settings, monkeypatch)
     noted = json.loads(meta.read_text())
     drawn = noted["stored"].pop("peaks")  # as noted before waveforms were kept
     meta.write_text(json.dumps(noted))
-    monkeypatch.undo()
 
     await in_thread(recover)
 
@@ -298,21 +296,11 @@ async def test_recovery_reads_a_stored_note_written_before_its_newer_figures(
 ):
     """Notes of older versions lack started_at (in the spool's metadata then),
     the pause figures and the waveform: the row is saved all the same."""
-    audio = pcm(0.4, 16000)
-
-    def database_down(self, *args, **kwargs):
-        raise RuntimeError("database went away")
-
-    monkeypatch.setattr(Recording, "save", database_down)
-    communicator = await open_socket()
-    await send_frames(communicator, audio, FRAME)
-    await communicator.disconnect()
-    [meta] = settings.SPOOL_DIR.glob("*.json")
+    audio, meta = await stored_but_row_lost(settings, monkeypatch)
     noted = json.loads(meta.read_text())
     for newer in ("started_at", "paused_seconds", "ended_paused", "peaks"):
         noted["stored"].pop(newer)
     meta.write_text(json.dumps(noted))
-    monkeypatch.undo()
 
     await in_thread(recover)
 
