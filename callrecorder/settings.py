@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -38,6 +39,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not value:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_count(name: str, default: int, *, of: str) -> int:
+    """A whole number of `of` (1 or more)."""
+    value = os.environ.get(name, "").strip() or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number of {of} (1 or more), not {value!r}"
+        )
+    return int(value)
 
 
 def dev_secret_key() -> str:
@@ -138,6 +149,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "csp",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "recordings_app",
 ]
 
@@ -150,8 +165,18 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "recordings_app.middleware.idle_sessions_end",
+    "recordings_app.middleware.second_factor_first",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
+]
+
+# django-axes counts failed sign-ins (the admin's too) before the password
+# is even checked; see "Signing in" below.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "callrecorder.urls"
@@ -296,6 +321,41 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "recordings_app.safe_errors.CredentialsHidin
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "recordings:call_list"
 LOGOUT_REDIRECT_URL = "login"
+
+
+# --- signing in -----------------------------------------------------------
+
+# After this many failed sign-ins for one user name, or from one address
+# (the client's, as recordings_app.addresses.client_ip sees it), both are
+# refused for the lockout time, counted from the last failure; an admin can
+# unlock earlier (Users -> "Unlock sign-in", or Access attempts).
+CALLRECORDER_SIGNIN_FAILURE_LIMIT = env_count(
+    "CALLRECORDER_SIGNIN_FAILURE_LIMIT", 10, of="failed sign-ins"
+)
+CALLRECORDER_SIGNIN_LOCKOUT_MINUTES = env_count(
+    "CALLRECORDER_SIGNIN_LOCKOUT_MINUTES", 15, of="minutes"
+)
+AXES_FAILURE_LIMIT = CALLRECORDER_SIGNIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=CALLRECORDER_SIGNIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "recordings_app.addresses.client_ip"
+AXES_LOCKOUT_CALLABLE = "recordings_app.views.accounts.locked_out"
+# A success must not clear the address's count: one known account would
+# let an attacker go on guessing others' passwords from the same address.
+AXES_RESET_ON_SUCCESS = False
+
+# A second factor (an authenticator app's code, TOTP, with recovery codes):
+# staff and superusers must set one up before anything else when this is on
+# (the default with DEBUG off); anyone may turn one on for themselves.
+CALLRECORDER_REQUIRE_MFA = env_bool("CALLRECORDER_REQUIRE_MFA", not DEBUG)
+OTP_TOTP_ISSUER = os.environ.get("CALLRECORDER_MFA_ISSUER", "Call recorder")
+
+# A session nobody has used for this long ends: the next page asks to sign
+# in again, and open live pages close their sockets.
+CALLRECORDER_SESSION_IDLE_MINUTES = env_count(
+    "CALLRECORDER_SESSION_IDLE_MINUTES", 60, of="minutes"
+)
+SESSION_COOKIE_AGE = CALLRECORDER_SESSION_IDLE_MINUTES * 60
 
 LOGGING = {
     "version": 1,

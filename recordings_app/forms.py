@@ -45,3 +45,21 @@ class CallFilterForm(forms.Form):
     def filters(self) -> dict:
         """The valid filters, for selectors.finished_calls (none if any is wrong)."""
         return self.cleaned_data if self.is_valid() else {}
+
+
+class CodeForm(forms.Form):
+    """A code from an authenticator app, or a recovery code."""
+
+    code = forms.CharField(
+        label="Code",
+        max_length=20,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "autofocus": True,
+            }
+        ),
+    )

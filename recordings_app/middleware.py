@@ -1,11 +1,18 @@
-"""Forwarding headers count only from our own proxies (TRUSTED_PROXIES)."""
+"""What every request passes: proxies' headers settled, an idle session
+ended, a half-finished sign-in kept to the sign-in pages."""
 
 from __future__ import annotations
 
+import time
+from urllib.parse import urlencode
+
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.decorators import sync_and_async_middleware
 
+from . import selectors
 from .addresses import is_trusted_proxy, meta_forwarding
 
 
@@ -34,5 +41,60 @@ def trusted_proxy_headers(get_response):
         def middleware(request: HttpRequest):
             _settle_forwarding(request)
             return get_response(request)
+
+    return middleware
+
+
+# A page's own requests (fetch() with this header) are not someone using it.
+BACKGROUND_HEADER = "X-Requested-With"
+_SESSION_ACTIVE_AT = "active_at"
+
+
+def idle_sessions_end(get_response):
+    """A session ends after CALLRECORDER_SESSION_IDLE_MINUTES without use.
+
+    Each use pushes the session's expiry (SESSION_COOKIE_AGE, the idle time)
+    forward, at most once a minute so pages do not write the session on
+    every request; requests a page makes on its own do not count.
+    """
+
+    def middleware(request: HttpRequest):
+        response = get_response(request)
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and user.is_authenticated
+            and BACKGROUND_HEADER not in request.headers
+        ):
+            now, session = int(time.time()), request.session
+            # Saved anyway (signing in), or not pushed for a minute.
+            if session.modified or now - session.get(_SESSION_ACTIVE_AT, 0) >= 60:
+                session[_SESSION_ACTIVE_AT] = now
+        return response
+
+    return middleware
+
+
+def _sign_in_paths() -> tuple[str, ...]:
+    return tuple(
+        reverse(name)
+        for name in ("login", "logout", "verify_code", "set_up_app", "admin:logout")
+    )
+
+
+def second_factor_first(get_response):
+    """A user who gave the right password but still owes a second factor
+    (a code, or setting up an app when CALLRECORDER_REQUIRE_MFA says they
+    must) reaches only the pages that finish signing in; the admin too."""
+
+    def middleware(request: HttpRequest):
+        step = selectors.second_factor_step(request.user, request.session)
+        if step is not None and not request.path.startswith(_sign_in_paths()):
+            target = "verify_code" if step == selectors.VERIFY_CODE else "set_up_app"
+            if BACKGROUND_HEADER in request.headers:
+                return HttpResponse("Finish signing in first.", status=401)
+            query = urlencode({"next": request.get_full_path()})
+            return redirect(f"{reverse(target)}?{query}")
+        return get_response(request)
 
     return middleware

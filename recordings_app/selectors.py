@@ -11,8 +11,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .live.events import call_summary
 from .models import Call, Line, LiveSocket, Recording
@@ -200,3 +205,46 @@ def purgeable_calls(cutoff: datetime) -> QuerySet[Call]:
     return Call.objects.filter(started_at__lt=cutoff, legal_hold=False).exclude(
         Exists(LiveSocket.objects.alive().filter(call=OuterRef("pk")))
     )
+
+
+# What signing in still asks of a user who gave the right password.
+VERIFY_CODE = "verify"  # a code from their authenticator app (or a recovery code)
+SET_UP_APP = "set-up"  # a second factor they must have and have not set up
+
+
+def second_factor_required(user: Any) -> bool:
+    """Staff and superusers must have a second factor (CALLRECORDER_REQUIRE_MFA)."""
+    return settings.CALLRECORDER_REQUIRE_MFA and (user.is_staff or user.is_superuser)
+
+
+def has_authenticator(user: Any) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def second_factor_step(user: Any, session: Any) -> str | None:
+    """VERIFY_CODE, SET_UP_APP, or None once the sign-in is complete.
+
+    One query: the device this session was verified with, or whether the
+    user has an authenticator at all. Pages, sockets and the admin all ask
+    this, so a half-finished sign-in reaches nothing.
+    """
+    if not user.is_authenticated:
+        return None
+    verified_with = session.get(DEVICE_ID_SESSION_KEY)
+    if verified_with:
+        device = Device.from_persistent_id(verified_with)
+        if device is not None and device.user_id == user.pk and device.confirmed:
+            return None
+    if has_authenticator(user):
+        return VERIFY_CODE
+    if second_factor_required(user):
+        return SET_UP_APP
+    return None
+
+
+def authenticator_being_set_up(user: Any) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=False).first()
+
+
+def recovery_codes_left(user: Any) -> int:
+    return StaticToken.objects.filter(device__user=user).count()

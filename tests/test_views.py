@@ -59,9 +59,11 @@ def test_list_runs_the_same_few_queries_for_a_full_page(
         call = make_call(n)
         record(call, b"\x00\x01" * 320, settings.SPOOL_DIR)
 
-    # session, user, the user's permissions and their groups' (Django's, once),
-    # calls in progress, count, the page of calls, their recordings
-    with django_assert_max_num_queries(8):
+    user_client.get(reverse("account_security"))  # sign-in's first use noted
+    # session, user, whether they have a second factor, the user's permissions
+    # and their groups' (Django's, once), calls in progress, count, the page of
+    # calls, their recordings
+    with django_assert_max_num_queries(9):
         response = user_client.get(reverse("recordings:call_list"))
     assert response.content.decode().count("1 recording") == 25
 
@@ -298,7 +300,8 @@ def test_a_filtered_page_runs_the_same_few_queries(
     for n in range(25):
         record(make_call(n), b"\x00\x01" * 320, settings.SPOOL_DIR)
 
-    with django_assert_max_num_queries(8):  # as the full page
+    user_client.get(reverse("account_security"))  # sign-in's first use noted
+    with django_assert_max_num_queries(9):  # as the full page
         page = listed(user_client, q="4477001", status="completed", sort="caller")
     assert page.count('class="play"') == 25
 
@@ -532,9 +535,10 @@ def test_detail_runs_the_same_few_queries_however_many_recordings_and_events(
     for n in range(20):
         event_at(recordings[n % 5], 0.05, "websocket:dtmf", digit=str(n % 10), n=n)
 
-    # session, user, the user's and their groups' permissions, call, its
-    # recordings, its events, its live socket
-    with django_assert_max_num_queries(8):
+    user_client.get(reverse("account_security"))  # sign-in's first use noted
+    # session, user, their second factor, the user's and their groups'
+    # permissions, call, its recordings, its events, its live socket
+    with django_assert_max_num_queries(9):
         response = user_client.get(call.get_absolute_url())
     assert response.content.decode().count('aria-label="Key pressed:') == 20
 

@@ -1,6 +1,8 @@
 """Who may open a browser socket: a page of this site, its signed-in user.
 
-The user is checked again while the socket lasts (signed out elsewhere?).
+Signed in means all the way: the password and, where the user has or must
+have one, the second factor. The user is checked again while the socket
+lasts (signed out elsewhere? the session idle too long?).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from .. import selectors
 from ..addresses import is_trusted_proxy
 from ..sockets import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 
@@ -26,7 +29,14 @@ async def signed_in_user(scope) -> Any:
         return None
     fresh = {"session": session.__class__(session.session_key)}
     user = await get_user(fresh)
-    return user if user.is_authenticated else None
+    return user if await _fully_signed_in(user, fresh["session"]) else None
+
+
+async def _fully_signed_in(user: Any, session: Any) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    step = await database_sync_to_async(selectors.second_factor_step)(user, session)
+    return step is None
 
 
 async def user_or_refuse(
@@ -35,7 +45,7 @@ async def user_or_refuse(
     """The page's signed-in user (who `may`, a permissions check, when given),
     or None once the socket is closed with why."""
     user = consumer.scope.get("user")
-    if user is None or not user.is_authenticated:
+    if not await _fully_signed_in(user, consumer.scope.get("session")):
         await accept_and_close(consumer, CLOSE_UNAUTHORIZED)
         return None
     if may is not None and not await database_sync_to_async(may)(user):

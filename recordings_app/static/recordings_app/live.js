@@ -70,7 +70,9 @@
     list.hidden = liveRows.children.length === 0;
     if (document.querySelector("[data-reload-when-finished]")) { location.reload(); return; }  // the first call
     if (!finishedRows) { finishedNotice.hidden = false; return; }
-    const response = await fetch(list.dataset.rowUrl.replace("/0/", `/${callId}/`), { credentials: "same-origin" });
+    // Marked as the page's own request: it does not keep an idle session alive.
+    const response = await fetch(list.dataset.rowUrl.replace("/0/", `/${callId}/`),
+      { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } });
     // A redirect is the sign-in page (the session ended): never put it in the table.
     if (!response.ok || response.redirected) { finishedNotice.hidden = false; return; }
     const holder = document.createElement("template");

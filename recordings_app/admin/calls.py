@@ -7,12 +7,12 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import selectors
-from .addresses import client_ip
-from .audio.figures import RecordingFigures
-from .models import AccessLogEntry, Call, CallEvent, Line, LiveSocket, Recording
-from .permissions import can_hold
-from .services import holds
+from .. import selectors
+from ..addresses import client_ip
+from ..audio.figures import RecordingFigures
+from ..models import AccessLogEntry, Call, CallEvent, Line, LiveSocket, Recording
+from ..permissions import can_hold
+from ..services import holds
 
 
 def audio_player(recording: Recording) -> str:
