@@ -30,6 +30,8 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
             "TRUST_PROXY_HEADERS",
             "SECURE_SSL_REDIRECT",
             "SECURE_HSTS_SECONDS",
+            "CALLRECORDER_REQUIRE_MFA",
+            "CALLRECORDER_SESSION_IDLE_MINUTES",
         }
     }
     return subprocess.run(
@@ -177,3 +179,29 @@ def test_a_trusted_proxy_that_is_not_an_address_is_refused():
 
     assert result.returncode != 0
     assert "TRUSTED_PROXIES: 'nginx' is not an address or a CIDR" in result.stderr
+
+
+def test_production_mode_requires_a_second_factor_for_staff():
+    assert "'CALLRECORDER_REQUIRE_MFA': True" in load_settings(**PRODUCTION).stdout
+
+
+def test_development_asks_for_a_second_factor_only_when_told_to():
+    assert "'CALLRECORDER_REQUIRE_MFA': False" in load_settings().stdout
+    told = load_settings(CALLRECORDER_REQUIRE_MFA="true").stdout
+    assert "'CALLRECORDER_REQUIRE_MFA': True" in told
+
+
+def test_the_idle_time_sets_how_long_an_unused_session_lasts():
+    assert "'SESSION_COOKIE_AGE': 3600" in load_settings().stdout
+    shorter = load_settings(CALLRECORDER_SESSION_IDLE_MINUTES="15").stdout
+    assert "'SESSION_COOKIE_AGE': 900" in shorter
+
+
+@pytest.mark.parametrize("minutes", ["0", "an hour", "-5"])
+def test_an_idle_time_that_is_not_whole_minutes_is_refused(minutes):
+    result = load_settings(CALLRECORDER_SESSION_IDLE_MINUTES=minutes)
+
+    assert result.returncode != 0
+    assert "CALLRECORDER_SESSION_IDLE_MINUTES must be a whole number of minutes" in (
+        result.stderr
+    )
