@@ -286,6 +286,7 @@ def test_signing_in_asks_for_the_code_and_goes_on_to_the_page_asked_for():
     wanted = reverse("recordings:call_list") + "?q=4477"
 
     asked = client.get(wanted)
+    password_only = client.cookies["sessionid"].value
     wrong = client.post(asked["Location"], {"code": "123456"})
     assert signed_in_as(client) is None
     with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
@@ -294,6 +295,7 @@ def test_signing_in_asks_for_the_code_and_goes_on_to_the_page_asked_for():
     assert wrong.status_code == 400
     assert right.status_code == 302 and right["Location"] == wanted
     assert signed_in_as(client) == "lee"
+    assert client.cookies["sessionid"].value != password_only  # a new session key
 
 
 def test_a_code_once_used_is_not_taken_again():
@@ -484,3 +486,12 @@ async def test_an_open_dashboard_closes_when_its_session_goes_idle(monkeypatch):
 
     assert message["code"] == 4401
     assert reopened == 4401
+
+
+def test_no_admin_page_shows_anyones_secret_key_or_recovery_codes(admin_client):
+    person_with_app("lee", *LISTENER)
+
+    index = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert "TOTP device" not in index and "Static device" not in index
+    assert "Access attempts" in index  # where an address is unlocked

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from ..services import second_factor
@@ -78,3 +79,9 @@ class SignInUserAdmin(UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, SignInUserAdmin)
+# django-otp's own pages would show an admin anyone's secret key (as a QR
+# code) and recovery codes: enough to sign in as them for good. The user
+# list's "Reset second factor" is all a help desk needs.
+for device_model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(device_model):
+        admin.site.unregister(device_model)
