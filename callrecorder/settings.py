@@ -19,6 +19,7 @@ from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from recordings_app.audio.pcm import SUPPORTED_SAMPLE_RATES
+from recordings_app.audio.spool import PRIVATE_DIR, PRIVATE_FILE, private_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,8 @@ def dev_secret_key() -> str:
     """A per-checkout key kept out of the repository, so dev logins survive restarts."""
     path = BASE_DIR / ".dev-secret-key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+        with open(path, "w", opener=private_file) as key_file:
+            key_file.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -212,6 +214,11 @@ else:
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Created readable by the server's user only (SQLite gives its -wal and
+    # -shm files the same mode).
+    _sqlite_file = Path(DATABASES["default"]["NAME"])
+    if not _sqlite_file.exists() and _sqlite_file.parent.is_dir():
+        os.close(private_file(str(_sqlite_file), os.O_CREAT | os.O_WRONLY))
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
@@ -285,6 +292,13 @@ WHITENOISE_USE_FINDERS = True
 # Django's sake only, and the media view streams files with Range support.
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+
+# Stored recordings (and the folders made for them) are the server's own:
+# Django's default would leave them readable by every user of the machine.
+# Handed to nginx (x-accel-redirect), they are readable by the server's
+# group too: put nginx's user in it.
+FILE_UPLOAD_PERMISSIONS = PRIVATE_FILE
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = PRIVATE_DIR
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -483,6 +497,8 @@ if RECORDINGS_DELIVERY not in ("stream", "storage-url", "x-accel-redirect"):
         "RECORDINGS_DELIVERY must be stream, storage-url or x-accel-redirect, "
         f"not {RECORDINGS_DELIVERY!r}"
     )
+if RECORDINGS_DELIVERY == "x-accel-redirect":  # nginx reads them: the group may
+    FILE_UPLOAD_PERMISSIONS, FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o640, 0o750
 RECORDINGS_X_ACCEL_PREFIX = os.environ.get(
     "RECORDINGS_X_ACCEL_PREFIX", "/protected-recordings/"
 )

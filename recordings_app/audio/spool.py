@@ -49,6 +49,15 @@ class SpoolGone(Exception):
     """Another process finished this spool a moment ago."""
 
 
+# A call's audio is personal data: only the server's own user reads it.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def private_file(path: str, flags: int) -> int:
+    """An `opener` for open(): a new file is created readable by its owner only."""
+    return os.open(path, flags, PRIVATE_FILE)
+
+
 @contextlib.contextmanager
 def finishing_lock(meta_path: Path) -> Iterator[None]:
     """Only one process at a time turns a spool into a recording.
@@ -177,7 +186,7 @@ class SpoolWriter:
         flush_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        spool_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         started = datetime.now(UTC)
         # Unique per socket: a reconnect of the same call gets a file of its own.
         stem = "{}-{}-{}".format(
@@ -195,9 +204,11 @@ class SpoolWriter:
             audio_file=self.path.name,
         )
         # "x": a spool is never opened over another one.
-        with open(self.meta_path, "x") as meta_file:
+        with open(self.meta_path, "x", opener=private_file) as meta_file:
             json.dump(asdict(self.meta), meta_file)
-        self._file = open(self.path, "xb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+        self._file = open(  # noqa: SIM115
+            self.path, "xb", buffering=_WRITE_BUFFER, opener=private_file
+        )
         # Held until close (or the process dies): recovery skips locked spools.
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._wav = wave.open(self._file, "wb")  # noqa: SIM115
