@@ -149,25 +149,22 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     def has_set_legal_hold_permission(self, request) -> bool:
         return can_hold(request.user)
 
+    def _set_hold(self, request, queryset, *, on: bool) -> int:
+        """How many of the calls changed (one already so is left as it was)."""
+        return sum(
+            bool(holds.legal_hold_set(call=call, on=on, by=request.user))
+            for call in queryset
+        )
+
     @admin.action(permissions=["set_legal_hold"], description="Place on legal hold")
     def place_legal_hold(self, request, queryset) -> None:
-        changed = [
-            holds.legal_hold_set(call=call, on=True, by=request.user)
-            for call in queryset
-        ]
-        self.message_user(
-            request, f"{sum(map(bool, changed))} call(s) placed on legal hold."
-        )
+        changed = self._set_hold(request, queryset, on=True)
+        self.message_user(request, f"{changed} call(s) placed on legal hold.")
 
     @admin.action(permissions=["set_legal_hold"], description="Release legal hold")
     def release_legal_hold(self, request, queryset) -> None:
-        changed = [
-            holds.legal_hold_set(call=call, on=False, by=request.user)
-            for call in queryset
-        ]
-        self.message_user(
-            request, f"Legal hold released on {sum(map(bool, changed))} call(s)."
-        )
+        changed = self._set_hold(request, queryset, on=False)
+        self.message_user(request, f"Legal hold released on {changed} call(s).")
 
     def delete_model(self, request, obj: Call) -> None:
         holds.call_delete(call=obj, user=request.user, ip_address=client_ip(request))
