@@ -18,7 +18,9 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from recordings_app.audio.codecs import FORMATS
 from recordings_app.audio.pcm import SUPPORTED_SAMPLE_RATES
+from recordings_app.audio.sealing import BadKeys, KeyRing
 from recordings_app.audio.spool import PRIVATE_DIR, PRIVATE_FILE, private_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -507,6 +509,44 @@ RECORDINGS_X_ACCEL_PREFIX = os.environ.get(
 ACCESS_LOG_PLAY_WINDOW_SECONDS = float(
     os.environ.get("ACCESS_LOG_PLAY_WINDOW_SECONDS", "1800")
 )
+
+# --- how recordings are stored -------------------------------------------
+
+# wav (the default: plays anywhere), flac (lossless, under half the bytes on
+# speech) or opus (about 20 kbit/s, lossy: for long retention). A call is
+# encoded once, when it ends; manage.py archive_recordings converts older ones.
+CALLRECORDER_STORAGE_FORMAT = os.environ.get("CALLRECORDER_STORAGE_FORMAT", "wav")
+if CALLRECORDER_STORAGE_FORMAT not in FORMATS:
+    raise ImproperlyConfigured(
+        f"CALLRECORDER_STORAGE_FORMAT must be {', '.join(FORMATS)}, "
+        f"not {CALLRECORDER_STORAGE_FORMAT!r}"
+    )
+# Recordings older than this many days are converted automatically to
+# CALLRECORDER_ARCHIVE_FORMAT, wherever the retention purge runs (unset: never).
+_archive_days = os.environ.get("CALLRECORDER_ARCHIVE_AFTER_DAYS", "").strip()
+CALLRECORDER_ARCHIVE_AFTER_DAYS: int | None = None
+if _archive_days:
+    CALLRECORDER_ARCHIVE_AFTER_DAYS = env_count(
+        "CALLRECORDER_ARCHIVE_AFTER_DAYS", 0, of="days"
+    )
+CALLRECORDER_ARCHIVE_FORMAT = os.environ.get("CALLRECORDER_ARCHIVE_FORMAT", "flac")
+if CALLRECORDER_ARCHIVE_FORMAT not in ("flac", "opus"):
+    raise ImproperlyConfigured(
+        "CALLRECORDER_ARCHIVE_FORMAT must be flac or opus, "
+        f"not {CALLRECORDER_ARCHIVE_FORMAT!r}"
+    )
+# ID:KEY,ID:KEY (each KEY 32 bytes, URL-safe base64; manage.py
+# new_recording_key prints one). Set, every recording stored from then on is
+# sealed (AES-256-GCM, a data key of its own wrapped by the first key); all
+# the keys listed open recordings. Unset: stored as they are.
+CALLRECORDER_ENCRYPTION_KEYS = os.environ.get(
+    "CALLRECORDER_ENCRYPTION_KEYS", ""
+).strip()
+if CALLRECORDER_ENCRYPTION_KEYS:
+    try:
+        KeyRing.parse(CALLRECORDER_ENCRYPTION_KEYS)
+    except BadKeys as error:
+        raise ImproperlyConfigured(f"CALLRECORDER_ENCRYPTION_KEYS: {error}") from None
 
 # --- retention ------------------------------------------------------------
 

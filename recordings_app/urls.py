@@ -11,18 +11,21 @@ urlpatterns = [
     path("calls/<int:pk>/pause", pages.call_pause, name="call_pause"),
     path("calls/<int:pk>/legal-hold", pages.call_legal_hold, name="call_legal_hold"),
     path("calls/uuid/<str:uuid>/", pages.call_by_uuid, name="call_by_uuid"),
-    path(
-        "recordings/<int:pk>/audio.wav", media.recording_media, name="recording_media"
-    ),
+    path("recordings/<int:pk>/audio", media.recording_media, name="recording_media"),
     path(
         "recordings/<int:pk>/delete",
         pages.recording_delete,
         name="recording_delete",
     ),
     path(
-        "recordings/<int:pk>/download",
+        "recordings/<int:pk>/download.wav",
         media.recording_download,
         name="recording_download",
+    ),
+    path(
+        "recordings/<int:pk>/original",
+        media.recording_original,
+        name="recording_original",
     ),
     path("webhooks/answer", webhooks.answer_webhook, name="answer_webhook"),
     path("webhooks/event", webhooks.event_webhook, name="event_webhook"),

@@ -22,7 +22,7 @@ class RecordingFigures:
     sample_rate: int
     sample_count: int  # 16-bit mono samples in the WAV
     frame_count: int  # binary WebSocket messages received
-    size_bytes: int  # of the WAV file as stored
+    size_bytes: int  # of the file as stored (before sealing: what a download gives)
     started_at: datetime
     ended_at: datetime
     # Defaults as the model's: a "stored" note written before a figure was
@@ -33,7 +33,14 @@ class RecordingFigures:
     odd_byte_carries: int = 0  # frames that ended mid-sample, joined to the next
     paused_seconds: float = 0.0  # replaced by silence while recording was paused
     ended_paused: bool = False  # the call ended while recording was paused
-    sha256: str = ""  # of the WAV file as stored
+    sha256: str = ""  # of the file as stored (before sealing: what a download gives)
+    # Of the 16-bit PCM as recorded: the same in WAV and FLAC, so it proves a
+    # conversion lost nothing.
+    pcm_sha256: str = ""
+    format: str = "wav"  # audio.codecs.FORMATS
+    # The data key sealing the file (audio.sealing), wrapped; blank: not sealed.
+    key_id: str = ""
+    wrapped_key: str = ""
     recovered: bool = False  # rebuilt from the spool after the writer died
     # The waveform (audio.peaks); None in a note written before waveforms
     # were kept: compute it from the stored file.

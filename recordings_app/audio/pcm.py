@@ -7,6 +7,7 @@ CHANNELS = 1
 FRAME_SECONDS = 0.020  # Vonage sends one message per 20 ms
 # The rates an NCCO may ask Vonage to stream at.
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000)
+WAV_HEADER_SIZE = 44  # what `wave` writes for PCM (and audio.codecs.wav_header)
 
 
 def frame_bytes(sample_rate: int) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -27,18 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .figures import RecordingFigures
-from .pcm import CHANNELS, FRAME_SECONDS, SAMPLE_WIDTH
+from .hashing import wav_hashes
+from .pcm import CHANNELS, FRAME_SECONDS, SAMPLE_WIDTH, WAV_HEADER_SIZE
 from .peaks import wav_peaks
 
 logger = logging.getLogger(__name__)
 
 # Frames arriving further apart than this left at least one frame's hole.
 GAP_SECONDS = 2 * FRAME_SECONDS
-WAV_HEADER_SIZE = 44  # what `wave` writes for PCM
+
 # Holds at most one flush interval of audio (0.5 s at 24 kHz is 24 KB):
 # memory per call stays small.
 _WRITE_BUFFER = 32 * 1024
-_HASH_CHUNK = 1024 * 1024
 
 
 class SpoolInUse(Exception):
@@ -127,11 +126,9 @@ class FinishedSpool:
         self.path.unlink(missing_ok=True)
         self.meta_path.unlink(missing_ok=True)
 
-    def sha256(self) -> str:
-        return file_sha256(self.path)
-
     def figures(self) -> RecordingFigures:
-        """The recording's figures; reads the whole file (hash, waveform)."""
+        """The recording's figures; reads the whole file (hashes, waveform)."""
+        file_hash, pcm_hash = wav_hashes(self.path)
         return RecordingFigures(
             sample_rate=self.meta.sample_rate,
             sample_count=self.sample_count,
@@ -143,7 +140,8 @@ class FinishedSpool:
             odd_byte_carries=self.odd_byte_carries,
             paused_seconds=self.paused_samples / self.meta.sample_rate,
             ended_paused=self.ended_paused,
-            sha256=self.sha256(),
+            sha256=file_hash,
+            pcm_sha256=pcm_hash,
             recovered=self.recovered,
             started_at=datetime.fromisoformat(self.meta.started_at),
             ended_at=self.ended_at,
@@ -158,15 +156,6 @@ class FinishedSpool:
         except ValueError:  # a header recovery could not make sense of
             logger.warning("%s: no waveform, the WAV header is unreadable", self.path)
             return []
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks: memory stays flat for any length."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe_name_part(value: str) -> str:

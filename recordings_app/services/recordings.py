@@ -8,14 +8,18 @@ recovery to finish the job (see audio.spool).
 from __future__ import annotations
 
 import logging
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from ..audio.codecs import decode_to_wav
 from ..audio.peaks import wav_peaks
 from ..audio.spool import (
     FinishedSpool,
@@ -28,6 +32,7 @@ from ..audio.spool import (
 from ..models import Call, CallEvent, LiveSocket, Recording
 from .calls import call_for_socket
 from .live_sockets import live_sockets_end
+from .stored_audio import discard_work_files, recording_open, stored_form
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +64,22 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
         spool.discard()
         return None
     figures = spool.figures()
+    form = stored_form(
+        wav_path=spool.path,
+        to=settings.CALLRECORDER_STORAGE_FORMAT,
+        wav_sha256=figures.sha256,
+    )
+    figures = replace(
+        figures,
+        format=form.format,
+        size_bytes=form.size_bytes,
+        sha256=form.sha256,
+        key_id=form.key.key_id if form.key else "",
+        wrapped_key=form.key.wrapped if form.key else "",
+    )
     recording = Recording.from_figures(call=call, figures=figures)
-    with open(spool.path, "rb") as audio:
-        recording.file.save(spool.path.name, SpoolFile(audio), save=False)
+    with open(form.path, "rb") as stored:
+        recording.file.save(form.name, SpoolFile(stored), save=False)
     try:
         note_stored(spool.meta_path, name=recording.file.name, figures=figures)
     except OSError:
@@ -73,13 +91,25 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
     recording.save()
     spool.meta_path.unlink(missing_ok=True)
     spool.path.unlink(missing_ok=True)  # still there when storage copied it
+    discard_work_files(spool.path)
     return recording
 
 
 def recording_peaks(*, recording: Recording) -> list[int]:
     """The waveform of a stored recording, read through the storage API."""
-    with recording.file.open("rb") as audio:
-        return wav_peaks(audio)
+    with recording_open(recording) as audio:
+        if recording.format == Recording.Format.WAV:
+            return wav_peaks(audio)
+        with tempfile.TemporaryDirectory() as work:
+            wav_path = Path(work) / "decoded.wav"
+            decode_to_wav(
+                audio,
+                wav_path,
+                sample_rate=recording.sample_rate,
+                sample_count=recording.sample_count,
+            )
+            with open(wav_path, "rb") as decoded:
+                return wav_peaks(decoded)
 
 
 def recording_peaks_fill(*, recording: Recording) -> list[int]:
@@ -124,6 +154,7 @@ def _recover(meta_path: Path) -> Recording | None:
         recording.save()
         meta_path.unlink()
         meta_path.with_suffix(".wav").unlink(missing_ok=True)
+        discard_work_files(meta_path.with_suffix(".wav"))
         live_sockets_end(spool_name=audio_name)
         return recording
     # Raises SpoolInUse while a live call's writer holds the spool: its row stays.

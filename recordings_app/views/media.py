@@ -1,8 +1,15 @@
-"""Recording playback and download: HTTP Range, streamed off the event loop."""
+"""Recording playback and downloads: HTTP Range, streamed off the event loop.
+
+Three views of one recording: the player's (the stored format, seekable),
+"Download WAV" (always a WAV of the recorded PCM, decoded if need be) and
+"Download original" (the stored file). A sealed file is decrypted here, a
+chunk at a time, so only the app's own streaming can deliver it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import Iterator
 from typing import IO
 
 from asgiref.sync import sync_to_async
@@ -19,36 +26,61 @@ from django.views.decorators.http import require_safe
 
 from .. import selectors
 from ..addresses import client_ip
+from ..audio.codecs import (
+    CONTENT_TYPES,
+    EXTENSIONS,
+    WAV,
+    UnreadableAudio,
+    pcm_blocks,
+    wav_header,
+)
+from ..audio.sealing import SealError
 from ..http_range import RangeNotSatisfiable, parse_range
 from ..models import AccessLogEntry, Recording
 from ..permissions import can_play
-from ..services import access
+from ..services import access, stored_audio
+
+logger = logging.getLogger(__name__)
 
 _STREAM_CHUNK = 64 * 1024
+_UNOPENABLE = (SealError, UnreadableAudio)
 
 
-async def _read_range(
-    handle: IO[bytes], start: int, length: int
-) -> AsyncIterator[bytes]:
-    """Read the file in chunks off the event loop; memory stays one chunk."""
+async def _rest(first: bytes, pieces: Iterator[bytes], handle: IO[bytes]):
+    """Yield the first piece (read before the response began), then the rest.
+
+    Each read is off the event loop; memory stays one piece. A piece that
+    fails to decrypt ends the stream short (the client sees an incomplete
+    file) rather than sending anything but the recording.
+    """
     try:
-        await sync_to_async(handle.seek)(start)
-        remaining = length
-        while remaining > 0:
-            chunk = await sync_to_async(handle.read)(min(_STREAM_CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
+        yield first
+        while piece := await sync_to_async(next)(pieces, b""):
+            yield piece
+    except _UNOPENABLE:
+        logger.exception("recording stream stopped: the stored file is damaged")
     finally:
         await sync_to_async(handle.close)()
 
 
+def _range_pieces(handle: IO[bytes], start: int, length: int) -> Iterator[bytes]:
+    handle.seek(start)
+    remaining = length
+    while remaining > 0:
+        piece = handle.read(min(_STREAM_CHUNK, remaining))
+        if not piece:
+            return
+        remaining -= len(piece)
+        yield piece
+
+
 def _handoff(recording: Recording, disposition: str) -> HttpResponse | None:
-    """In production a front server or the storage may deliver the bytes."""
+    """In production a front server or the storage may deliver unsealed files."""
+    if recording.sealed:
+        return None
     if settings.RECORDINGS_DELIVERY == "x-accel-redirect":
         return HttpResponse(
-            content_type="audio/wav",
+            content_type=CONTENT_TYPES[recording.format],
             headers={
                 "X-Accel-Redirect": settings.RECORDINGS_X_ACCEL_PREFIX
                 + recording.file.name,
@@ -61,62 +93,124 @@ def _handoff(recording: Recording, disposition: str) -> HttpResponse | None:
     return None
 
 
-async def _serve_recording(
-    request: HttpRequest, pk: int, *, action: AccessLogEntry.Action
-) -> HttpResponse:
+def _unavailable(recording: Recording, error: Exception) -> HttpResponse:
+    logger.error("recording %s cannot be opened: %s", recording.pk, error)
+    return HttpResponse(
+        f"Recording {recording.pk} cannot be opened: {error}. Ask an administrator.\n",
+        status=503,
+        content_type="text/plain",
+    )
+
+
+async def _allowed_recording(
+    request: HttpRequest, pk: int
+) -> tuple[Recording | None, HttpResponse | None]:
     user = await request.auser()
     recording = await sync_to_async(selectors.recording_of_visible_call)(
         recording_id=pk, user=user
     )
     if recording is None or not recording.file:  # or another team's call
-        return HttpResponse(
+        return None, HttpResponse(
             "No such recording.\n", status=404, content_type="text/plain"
         )
     if not await sync_to_async(can_play)(user):
-        return HttpResponse(
+        return None, HttpResponse(
             "You may not play recordings (play_recording).\n",
             status=403,
             content_type="text/plain",
         )
+    return recording, None
+
+
+async def _log(request: HttpRequest, recording: Recording, action: str) -> None:
+    await sync_to_async(access.recording_play_log)(
+        recording=recording,
+        user=await request.auser(),
+        ip_address=client_ip(request),
+        action=action,
+        window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
+    )
+
+
+def _filename(recording: Recording, extension: str) -> str:
+    return f"call-{recording.call_id}-{recording.pk}.{extension}"
+
+
+async def _serve_stored(
+    request: HttpRequest, recording: Recording, *, action: str, attachment: bool
+) -> HttpResponse:
+    """The stored file (opened if sealed), whole or the byte range asked for."""
     size = recording.size_bytes
     try:
         byte_range = parse_range(request.headers.get("Range"), size)
     except RangeNotSatisfiable:
         return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
-    if request.method == "GET":  # a HEAD or a refused range hands out no audio
-        await sync_to_async(access.recording_play_log)(
-            recording=recording,
-            user=user,
-            ip_address=client_ip(request),
-            action=action,
-            window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
-        )
+    content_type = CONTENT_TYPES[recording.format]
     disposition = content_disposition_header(
-        action == AccessLogEntry.Action.DOWNLOAD,
-        f"call-{recording.call_id}-{recording.pk}.wav",
+        attachment, _filename(recording, EXTENSIONS[recording.format])
     )
+    if request.method == "GET":  # a HEAD or a refused range hands out no audio
+        await _log(request, recording, action)
     handoff = await sync_to_async(_handoff)(recording, disposition)
     if handoff is not None:
         return handoff
+    start, end = byte_range or (0, size - 1)
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": "private",
         "Content-Disposition": disposition,
+        "Content-Length": str(end - start + 1),
     }
-    start, end = byte_range or (0, size - 1)
-    headers["Content-Length"] = str(end - start + 1)
     status = 200
     if byte_range:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     if request.method == "HEAD":
-        return HttpResponse(status=status, content_type="audio/wav", headers=headers)
-    handle = await sync_to_async(recording.file.storage.open)(recording.file.name, "rb")
+        return HttpResponse(status=status, content_type=content_type, headers=headers)
+    try:
+        handle = await sync_to_async(stored_audio.recording_open)(recording)
+        pieces = _range_pieces(handle, start, end - start + 1)
+        first = await sync_to_async(next)(pieces, b"")
+    except _UNOPENABLE as error:
+        return _unavailable(recording, error)
     return StreamingHttpResponse(
-        _read_range(handle, start, end - start + 1),
+        _rest(first, pieces, handle),
         status=status,
-        content_type="audio/wav",
+        content_type=content_type,
         headers=headers,
+    )
+
+
+async def _serve_decoded_wav(
+    request: HttpRequest, recording: Recording
+) -> HttpResponse:
+    """A WAV of the recorded PCM, decoded from FLAC or Opus as it is sent."""
+    if recording.format == WAV:
+        return await _serve_stored(
+            request, recording, action=AccessLogEntry.Action.DOWNLOAD, attachment=True
+        )
+    header = wav_header(
+        sample_rate=recording.sample_rate, sample_count=recording.sample_count
+    )
+    headers = {
+        "Accept-Ranges": "none",
+        "Cache-Control": "private",
+        "Content-Disposition": content_disposition_header(
+            True, _filename(recording, "wav")
+        ),
+        "Content-Length": str(len(header) + recording.sample_count * 2),
+    }
+    if request.method == "HEAD":
+        return HttpResponse(content_type="audio/wav", headers=headers)
+    try:
+        handle = await sync_to_async(stored_audio.recording_open)(recording)
+        pieces = pcm_blocks(handle, sample_count=recording.sample_count)
+        first = header + await sync_to_async(next)(pieces, b"")
+    except _UNOPENABLE as error:
+        return _unavailable(recording, error)
+    await _log(request, recording, AccessLogEntry.Action.DOWNLOAD)
+    return StreamingHttpResponse(
+        _rest(first, pieces, handle), content_type="audio/wav", headers=headers
     )
 
 
@@ -124,11 +218,25 @@ async def _serve_recording(
 @login_required
 async def recording_media(request: HttpRequest, pk: int) -> HttpResponse:
     """The recording for the page's <audio> player; seekable (HTTP Range)."""
-    return await _serve_recording(request, pk, action=AccessLogEntry.Action.PLAY)
+    recording, refusal = await _allowed_recording(request, pk)
+    return refusal or await _serve_stored(
+        request, recording, action=AccessLogEntry.Action.PLAY, attachment=False
+    )
 
 
 @require_safe
 @login_required
 async def recording_download(request: HttpRequest, pk: int) -> HttpResponse:
-    """The same bytes, as a file to save."""
-    return await _serve_recording(request, pk, action=AccessLogEntry.Action.DOWNLOAD)
+    """Download WAV: the recorded PCM as a WAV file, whatever is stored."""
+    recording, refusal = await _allowed_recording(request, pk)
+    return refusal or await _serve_decoded_wav(request, recording)
+
+
+@require_safe
+@login_required
+async def recording_original(request: HttpRequest, pk: int) -> HttpResponse:
+    """Download original: the stored file (FLAC, Opus or WAV), opened if sealed."""
+    recording, refusal = await _allowed_recording(request, pk)
+    return refusal or await _serve_stored(
+        request, recording, action=AccessLogEntry.Action.DOWNLOAD, attachment=True
+    )

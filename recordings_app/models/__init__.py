@@ -1,0 +1,19 @@
+"""The app's tables, one module per concern; import them from here."""
+
+from .access import GENESIS_HASH, AccessLogEntry, AccessLogQuerySet, UsedToken
+from .calls import Call, CallEvent, Line
+from .recordings import LiveSocket, LiveSocketQuerySet, Recording, recording_upload_to
+
+__all__ = [
+    "GENESIS_HASH",
+    "AccessLogEntry",
+    "AccessLogQuerySet",
+    "Call",
+    "CallEvent",
+    "Line",
+    "LiveSocket",
+    "LiveSocketQuerySet",
+    "Recording",
+    "UsedToken",
+    "recording_upload_to",
+]
