@@ -54,6 +54,21 @@ def pcm(seconds: float, rate: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(int(seconds * rate) * 2)
 
 
+# Real human speech, 16 kHz (../shared/audio): what compression is judged on.
+SPEECH_DIR = ROOT.parent / "shared" / "audio"
+
+
+def speech(name: str = "two_cities-16k.wav") -> bytes:
+    """The PCM of one of the team's speech recordings."""
+    with wave.open(str(SPEECH_DIR / name)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (
+            1,
+            2,
+            16000,
+        )
+        return wav.readframes(wav.getnframes())
+
+
 def wav_of(recording: Recording) -> tuple[int, bytes]:
     with recording.file.open("rb") as handle, wave.open(handle) as wav:
         assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from recordings_app.audio import sealing
 from recordings_app.models import Call, Recording
 from recordings_app.simulator.caller import CallPlan, play_call
 from recordings_app.simulator.sounds import beep_tone
@@ -132,3 +133,39 @@ def test_compute_peaks_reads_the_waveform_back_from_the_bucket(s3_server):
 
     recording.refresh_from_db()
     assert recording.peaks == drawn
+
+
+def test_a_sealed_flac_is_ciphertext_in_the_bucket_and_plays_back(
+    s3_endpoint, settings, monkeypatch, transactional_db, tmp_path, session_cookies
+):
+    keys = sealing.new_key_spec()
+    settings.CALLRECORDER_ENCRYPTION_KEYS = keys
+    env = use_s3(s3_endpoint, settings, monkeypatch) | {
+        "CALLRECORDER_STORAGE_FORMAT": "flac",
+        "CALLRECORDER_ENCRYPTION_KEYS": keys,
+    }
+    with running_server(settings, tmp_path, extra_env=env) as server:
+        audio, recording = record_a_call(server)
+        stored = (
+            s3_client(s3_endpoint)
+            .get_object(Bucket=S3_BUCKET, Key=recording.file.name)["Body"]
+            .read()
+        )
+        downloaded = httpx.get(
+            server.url + recording.get_download_url(), cookies=session_cookies
+        )
+        original = httpx.get(
+            server.url + recording.get_original_url(), cookies=session_cookies
+        )
+        seek = httpx.get(
+            server.url + recording.get_absolute_url(),
+            headers={"Range": "bytes=100-"},
+            cookies=session_cookies,
+        )
+
+    assert recording.format == "flac" and recording.sealed
+    assert not any(magic in stored for magic in (b"RIFF", b"fLaC", b"OggS"))
+    assert len(stored) == sealing.sealed_size(recording.size_bytes)
+    assert downloaded.content[44:] == audio
+    assert original.content[:4] == b"fLaC"
+    assert seek.status_code == 206 and seek.content == original.content[100:]

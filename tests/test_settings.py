@@ -205,3 +205,20 @@ def test_an_idle_time_that_is_not_whole_minutes_is_refused(minutes):
     assert "CALLRECORDER_SESSION_IDLE_MINUTES must be a whole number of minutes" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "setting, value, says",
+    [
+        ("CALLRECORDER_STORAGE_FORMAT", "mp3", "must be wav, flac, opus, not 'mp3'"),
+        ("CALLRECORDER_ARCHIVE_FORMAT", "wav", "must be flac or opus, not 'wav'"),
+        ("CALLRECORDER_ARCHIVE_AFTER_DAYS", "soon", "whole number of days"),
+        ("CALLRECORDER_ENCRYPTION_KEYS", "k1:short", "'k1' is not 32 bytes"),
+        ("CALLRECORDER_ENCRYPTION_KEYS", "no-colon", "item 1 is not ID:KEY"),
+    ],
+)
+def test_storage_settings_that_cannot_work_refuse_to_start(setting, value, says):
+    result = load_settings(**{setting: value})
+
+    assert result.returncode != 0
+    assert says in result.stderr

@@ -201,14 +201,17 @@ class SealedReader(io.RawIOBase):
         return self._position
 
     def readinto(self, buffer) -> int:
-        if self._position >= self._size:
-            return 0
-        index, offset = divmod(self._position, CHUNK)
-        chunk = self._chunk(index)
-        count = min(len(buffer), len(chunk) - offset)
-        buffer[:count] = chunk[offset : offset + count]
-        self._position += count
-        return count
+        """Fill the buffer, short only at the end (decoders take short reads as EOF)."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._position < self._size:
+            index, offset = divmod(self._position, CHUNK)
+            chunk = self._chunk(index)
+            count = min(len(view) - filled, len(chunk) - offset)
+            view[filled : filled + count] = chunk[offset : offset + count]
+            filled += count
+            self._position += count
+        return filled
 
     def _chunk(self, index: int) -> bytes:
         if self._cached is not None and self._cached[0] == index:

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from ..services import retention
+from ..services import archive, retention
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,13 @@ async def write_quietly(function: Callable[..., Any], *, call_uuid: str, **kwarg
 
 
 def purge_old_calls_if_due() -> None:
-    """Automatic retention, where calls end (a cheap check unless it is due).
+    """Automatic retention and archiving, where calls end (cheap unless due).
 
     In a thread of its own, not the one all sockets share for their queries:
-    a purge may take seconds.
+    a purge or a conversion may take seconds.
     """
     try:
         retention.retention_purge_if_due()
+        archive.archive_if_due()
     finally:
         connection.close()  # this worker thread's own

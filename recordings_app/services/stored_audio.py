@@ -70,7 +70,8 @@ def stored_form(*, wav_path: Path, to: str, wav_sha256: str) -> StoredForm:
 
 
 def _work_file(wav_path: Path, name: str) -> Path:
-    path = wav_path.with_name(f"{wav_path.stem}.work.{name}")
+    """stem.work.flac for stem.flac: beside the spool, and found by its stem."""
+    path = wav_path.with_name(name.replace(".", ".work.", 1))
     path.unlink(missing_ok=True)  # left by an attempt that failed
     return path
 

@@ -20,7 +20,7 @@ from recordings_app.audio.spool import (
     SpoolInUse,
     orphaned_spools,
 )
-from recordings_app.services import recordings, retention
+from recordings_app.services import archive, recordings, retention
 
 logger = logging.getLogger("recordings_app.recovery")
 
@@ -73,6 +73,15 @@ class Command(BaseCommand):
             )
             for failure in purged.failures:
                 self.stderr.write(f"retention: {failure}")
+        archived = archive.archive_if_due()
+        if archived is not None:
+            self.stdout.write(
+                f"Archive ({settings.CALLRECORDER_ARCHIVE_AFTER_DAYS} days): "
+                f"{archived.converted} recording(s) converted to {archived.to}"
+                + ("; more are left for the next runs." if archived.more else ".")
+            )
+            for failure in archived.failures:
+                self.stderr.write(f"archive: {failure}")
         if failures:
             raise CommandError(
                 f"{failures} spool(s) could not be recovered; they are kept"
