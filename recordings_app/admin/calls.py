@@ -38,6 +38,10 @@ class RecordingInline(admin.TabularInline):
     def player(self, recording: Recording) -> str:
         return audio_player(recording)
 
+    @admin.display(description="encrypted", boolean=True)
+    def sealed(self, recording: Recording) -> bool:
+        return recording.sealed
+
     @admin.display(description="duration (s)")
     def duration(self, recording: Recording) -> str:
         return f"{recording.duration_seconds:.1f}"
@@ -188,11 +192,12 @@ class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
         "call",
         "player",
         "duration",
-        "sample_rate",
+        "format",
+        "sealed",
         "size_bytes",
         "frame_count",
     ]
-    list_filter = ["sample_rate", "started_at"]
+    list_filter = ["format", "sample_rate", "started_at"]
     search_fields = [
         "call__from_number",
         "call__to_number",
@@ -205,10 +210,16 @@ class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
         "call",
         "player",
         "file",
-        *(name for name in RecordingFigures.names() if name != "peaks"),
+        *(
+            name
+            for name in RecordingFigures.names()
+            if name not in ("peaks", "wrapped_key")
+        ),
         "created_at",
     ]
-    exclude = ["peaks"]  # a thousand numbers; the call's page draws them
+    # Peaks: a thousand numbers, the call's page draws them. The wrapped
+    # data key is of use to nobody reading a page.
+    exclude = ["peaks", "wrapped_key"]
     actions = ["delete_selected"]
     held = "call__legal_hold"
 
@@ -219,6 +230,10 @@ class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     @admin.display(description="audio")
     def player(self, recording: Recording) -> str:
         return audio_player(recording)
+
+    @admin.display(description="encrypted", boolean=True)
+    def sealed(self, recording: Recording) -> bool:
+        return recording.sealed
 
     @admin.display(description="duration (s)")
     def duration(self, recording: Recording) -> str:
