@@ -548,6 +548,41 @@ if CALLRECORDER_ENCRYPTION_KEYS:
     except BadKeys as error:
         raise ImproperlyConfigured(f"CALLRECORDER_ENCRYPTION_KEYS: {error}") from None
 
+# --- the access log ------------------------------------------------------
+
+# The access log's chain is an HMAC under this key (else one derived from
+# SECRET_KEY: set this in production, so SECRET_KEY can change without the
+# log failing to verify). Keep it apart from the database's backups.
+CALLRECORDER_AUDIT_KEY = os.environ.get("CALLRECORDER_AUDIT_KEY", "")
+if CALLRECORDER_AUDIT_KEY and len(CALLRECORDER_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured(
+        "CALLRECORDER_AUDIT_KEY must be at least 32 characters (python -c "
+        "'import secrets; print(secrets.token_urlsafe(32))' prints one)"
+    )
+# The chain's head (entry number and hash) is written outside the database,
+# within CALLRECORDER_AUDIT_CHECKPOINT_SECONDS of each new entry: appended to
+# a file in this folder (give it its own disk, or make it append-only with
+# chattr +a), and/or to objects under an S3 prefix (s3://bucket/prefix;
+# Object Lock on the bucket keeps them from being deleted).
+# Set it empty for S3 only.
+_checkpoint_dir = os.environ.get(
+    "CALLRECORDER_AUDIT_CHECKPOINT_DIR", str(BASE_DIR / "audit")
+).strip()
+CALLRECORDER_AUDIT_CHECKPOINT_DIR = Path(_checkpoint_dir) if _checkpoint_dir else None
+CALLRECORDER_AUDIT_CHECKPOINT_S3 = os.environ.get(
+    "CALLRECORDER_AUDIT_CHECKPOINT_S3", ""
+).strip()
+if CALLRECORDER_AUDIT_CHECKPOINT_S3 and not CALLRECORDER_AUDIT_CHECKPOINT_S3.startswith(
+    "s3://"
+):
+    raise ImproperlyConfigured(
+        "CALLRECORDER_AUDIT_CHECKPOINT_S3 must look like s3://bucket/prefix, "
+        f"not {CALLRECORDER_AUDIT_CHECKPOINT_S3!r}"
+    )
+CALLRECORDER_AUDIT_CHECKPOINT_SECONDS = float(
+    os.environ.get("CALLRECORDER_AUDIT_CHECKPOINT_SECONDS", "60")
+)
+
 # --- retention ------------------------------------------------------------
 
 # Calls (with their recordings) older than this many days are purged

@@ -77,14 +77,26 @@ def arrived_forwarded(request: HttpRequest) -> bool:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address a request came from; behind our proxy, the one it saw.
+    """The address a request came from; behind our proxy, the one it saw."""
+    return _client_address(
+        request.META.get("REMOTE_ADDR") or "",
+        request.headers.get("X-Forwarded-For", ""),
+    )
 
-    The last X-Forwarded-For entry is the one our own proxy added (only a
+
+def scope_client_ip(scope: dict) -> str | None:
+    """The same for a WebSocket's ASGI scope (listen-in, in the access log)."""
+    headers = dict(scope.get("headers") or [])
+    return _client_address(
+        (scope.get("client") or [""])[0] or "",
+        headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+    )
+
+
+def _client_address(peer: str, forwarded: str) -> str | None:
+    """The last X-Forwarded-For entry is the one our own proxy added (only a
     trusted proxy's is read); anything that is not a plain IP address there
-    is ignored.
-    """
-    peer = request.META.get("REMOTE_ADDR") or ""
-    forwarded = request.headers.get("X-Forwarded-For", "")
+    is ignored."""
     if forwarded and is_trusted_proxy(peer):
         address = _clean_ip(forwarded.split(",")[-1].strip())
         if address:

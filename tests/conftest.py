@@ -12,6 +12,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.db import connections
 
+from recordings_app.services import audit
+
 from .helpers import (
     LISTENER,
     S3_BUCKET,
@@ -25,10 +27,15 @@ from .helpers import (
 
 
 @pytest.fixture(autouse=True)
-def _media_and_spool(settings, tmp_path: Path) -> None:
-    """Each test writes recordings and spools under its own tmp_path."""
+def _media_and_spool(settings, tmp_path: Path) -> Iterator[None]:
+    """Each test writes recordings, spools and audit checkpoints under its own
+    tmp_path, and starts with no checkpoint pending from another."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.SPOOL_DIR = tmp_path / "spool"
+    settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR = tmp_path / "audit"
+    audit.checkpoints.reset()
+    yield
+    audit.checkpoints.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -364,6 +364,7 @@ class DaphneServer:
             "DATABASE_URL": database_url(),
             "MEDIA_ROOT": str(media_root),
             "SPOOL_DIR": str(spool_dir),
+            "CALLRECORDER_AUDIT_CHECKPOINT_DIR": str(spool_dir.parent / "audit"),
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }

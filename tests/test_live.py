@@ -23,7 +23,7 @@ from django.utils import timezone
 from recordings_app import selectors
 from recordings_app.live import events as live_events
 from recordings_app.live.pause import CallEnded
-from recordings_app.models import Call, CallEvent, LiveSocket
+from recordings_app.models import AccessLogEntry, Call, CallEvent, LiveSocket
 from recordings_app.services import recordings, retention
 
 from .helpers import (
@@ -205,6 +205,11 @@ async def test_staff_pause_from_the_page_waits_for_the_recorder(async_client):
     assert "Recording paused" in content
     assert "recording paused by carol" in content
     assert "Resume recording" in content
+    paused_entry = await AccessLogEntry.objects.aget(action="pause")
+    assert (paused_entry.username, paused_entry.call_id) == (
+        "carol",
+        live_socket.call_id,
+    )
     await send_frames(recorder, pcm(0.2, 16000), FRAME)
     await recorder.disconnect()
     [recording] = await recordings_of()
@@ -278,6 +283,15 @@ async def test_staff_hear_the_live_audio_with_silence_while_paused():
     _, kept = wav_of(recording)
     assert bytes(heard) == kept  # what staff heard is what was kept
     assert bytes(SECOND // 4) in heard  # with silence where it was paused
+    await listener.disconnect()
+    logged = [
+        (entry.action, entry.call_id)
+        async for entry in AccessLogEntry.objects.order_by("id")
+    ]
+    assert logged == [
+        ("listen-start", live_socket.call_id),
+        ("listen-end", live_socket.call_id),
+    ]
 
 
 async def test_listen_in_is_for_signed_in_staff_and_live_calls_only():

@@ -339,7 +339,7 @@ def test_staff_delete_from_the_call_page_removes_the_file_and_is_logged(
     assert response.status_code == 302
     assert not Recording.objects.exists()
     assert not default_storage.exists(name)
-    entry = AccessLogEntry.objects.get()
+    entry = AccessLogEntry.objects.get(action="delete")
     assert (entry.action, entry.username, entry.ip_address) == (
         "delete",
         admin_user.username,

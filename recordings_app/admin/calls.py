@@ -156,7 +156,11 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
     def _set_hold(self, request, queryset, *, on: bool) -> int:
         """How many of the calls changed (one already so is left as it was)."""
         return sum(
-            bool(holds.legal_hold_set(call=call, on=on, by=request.user))
+            bool(
+                holds.legal_hold_set(
+                    call=call, on=on, by=request.user, ip_address=client_ip(request)
+                )
+            )
             for call in queryset
         )
 
@@ -291,6 +295,11 @@ class CallEventAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """A call's timeline is its audit trail (who paused, who held it): only
+        a purge of the whole call removes it, and the purge is logged."""
+        return False
+
 
 @admin.register(LiveSocket)
 class LiveSocketAdmin(admin.ModelAdmin):
@@ -347,6 +356,7 @@ class AccessLogAdmin(admin.ModelAdmin):
         "ip_address",
         "call_link",
         "recording_id",
+        "detail",
     ]
     list_filter = ["action", "created_at", "username"]
     search_fields = ["username", "call_uuid", "ip_address", "recording_file"]
@@ -354,6 +364,8 @@ class AccessLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="call")
     def call_link(self, entry: AccessLogEntry) -> str:
+        if entry.call_id is None:
+            return "—"
         return format_html(
             '<a href="{}">{}</a>',
             reverse("recordings:call_detail", args=[entry.call_id]),

@@ -11,8 +11,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import selectors
+from ..addresses import scope_client_ip
 from ..live import events
+from ..models import AccessLogEntry
 from ..permissions import can_listen
+from ..services import access
 from ..sockets import CLOSE_FORBIDDEN, CLOSE_NOT_LIVE, CLOSE_UNAUTHORIZED
 from .browser_auth import accept_and_close, signed_in_user, user_or_refuse
 
@@ -30,6 +33,7 @@ class ListenConsumer(AsyncWebsocketConsumer):
     """
 
     renew_task: asyncio.Task | None = None
+    listener: Any = None  # the user, once listening: the end is logged too
 
     async def connect(self) -> None:
         user = await user_or_refuse(self, may=can_listen)
@@ -43,6 +47,8 @@ class ListenConsumer(AsyncWebsocketConsumer):
         self.call_id = call_id
         self.recorder = live_socket.channel_name
         await self.accept()
+        await self.log(AccessLogEntry.Action.LISTEN_START, user)
+        self.listener = user
         await self.send(text_data=json.dumps({"sample_rate": live_socket.sample_rate}))
         self.renew_task = asyncio.ensure_future(self.keep_listening())
 
@@ -70,6 +76,20 @@ class ListenConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.renew_task is not None:
             self.renew_task.cancel()
+        if self.listener is not None:
+            await self.log(AccessLogEntry.Action.LISTEN_END, self.listener)
+
+    async def log(self, action: str, user: Any) -> None:
+        """Who listened in to which call, from where, when they began and ended."""
+        try:
+            await database_sync_to_async(access.call_action_log)(
+                call_id=self.call_id,
+                action=action,
+                user=user,
+                ip_address=scope_client_ip(self.scope),
+            )
+        except Exception:  # the listener is not cut off for it; it is logged
+            logger.exception("call %s: listen-in not logged", self.call_id)
 
     async def listen_audio(self, event: dict[str, Any]) -> None:
         await self.send(bytes_data=event["audio"])

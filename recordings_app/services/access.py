@@ -1,18 +1,21 @@
 """Who may do what once, and who did what: one-time tokens and the access log.
 
-The access log is a hash chain (each entry holds the hash of the one
-before), appended to here and only here.
+The access log is a keyed hash chain (each entry holds the HMAC of the one
+before), appended to here and only here; services.audit checkpoints and
+verifies it.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..models import GENESIS_HASH, AccessLogEntry, Recording, UsedToken
+from ..models import GENESIS_HASH, AccessLogEntry, Call, Recording, UsedToken
+from . import audit
 
 
 def token_use(*, key: str, valid_for: float) -> bool:
@@ -33,19 +36,37 @@ def token_use(*, key: str, valid_for: float) -> bool:
     return True
 
 
+class System:
+    """Who the access log names for what the app did by itself (a purge, a run)."""
+
+    pk = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_username(self) -> str:
+        return self.name
+
+
 def access_log_append(
     *,
     action: str,
-    recording: Recording,
     user: Any,
     ip_address: str | None,
+    call: Call | None = None,
+    recording: Recording | None = None,
+    detail: dict[str, Any] | None = None,
     attempts: int = 20,
 ) -> AccessLogEntry:
-    """Append one entry to the hash chain of the access log.
+    """Append one entry to the keyed chain of the access log.
 
     prev_hash is unique, so of two requests appending at once one fails
-    and tries again on top of the other: the chain never forks.
+    and tries again on top of the other: the chain never forks. Once the
+    entry commits, the chain's head is checkpointed outside the database
+    (services.audit).
     """
+    if recording is not None:
+        call = recording.call
     for _ in range(attempts):
         last = AccessLogEntry.objects.order_by("-id").only("entry_hash").first()
         entry = AccessLogEntry(
@@ -53,10 +74,11 @@ def access_log_append(
             user_id=user.pk,
             username=user.get_username(),
             ip_address=ip_address,
-            call_id=recording.call_id,
-            call_uuid=recording.call.uuid or recording.call.conversation_uuid or "",
-            recording_id=recording.pk,
-            recording_file=recording.file.name,
+            call_id=call.pk if call else None,
+            call_uuid=(call.uuid or call.conversation_uuid or "") if call else "",
+            recording_id=recording.pk if recording else None,
+            recording_file=recording.file.name if recording else "",
+            detail=detail or {},
             prev_hash=last.entry_hash if last else GENESIS_HASH,
         )
         entry.entry_hash = entry.compute_hash()
@@ -65,8 +87,16 @@ def access_log_append(
                 entry.save()
         except IntegrityError:
             continue
+        transaction.on_commit(
+            functools.partial(audit.checkpoints.appended, entry.pk, entry.entry_hash)
+        )
         return entry
     raise RuntimeError("could not append to the access log: too much contention")
+
+
+def _logged_lately(window_seconds: float, **match: Any) -> bool:
+    since = timezone.now() - timedelta(seconds=window_seconds)
+    return AccessLogEntry.objects.filter(created_at__gte=since, **match).exists()
 
 
 def recording_play_log(
@@ -82,38 +112,30 @@ def recording_play_log(
     A browser plays one recording with many Range requests (metadata,
     buffering, every seek); they are one play, not hundreds of entries.
     """
-    since = timezone.now() - timedelta(seconds=window_seconds)
-    already = AccessLogEntry.objects.filter(
-        action=action,
-        user_id=user.pk,
-        recording_id=recording.pk,
-        created_at__gte=since,
-    ).exists()
-    if already:
+    if _logged_lately(
+        window_seconds, action=action, user_id=user.pk, recording_id=recording.pk
+    ):
         return None
     return access_log_append(
         action=action, recording=recording, user=user, ip_address=ip_address
     )
 
 
-class BrokenChain(Exception):
-    """An access log entry was removed or altered; the message says which."""
+def call_view_log(
+    *, call: Call, user: Any, ip_address: str | None, window_seconds: float
+) -> AccessLogEntry | None:
+    """Log who opened a call's page, once per user and call within the window."""
+    view = AccessLogEntry.Action.VIEW
+    if _logged_lately(window_seconds, action=view, user_id=user.pk, call_id=call.pk):
+        return None
+    return access_log_append(action=view, call=call, user=user, ip_address=ip_address)
 
 
-def access_log_verify() -> int:
-    """Walk the chain from its start; the number of entries, or BrokenChain."""
-    expected_prev = GENESIS_HASH
-    count = 0
-    for entry in AccessLogEntry.objects.order_by("id").iterator():
-        if entry.prev_hash != expected_prev:
-            raise BrokenChain(
-                f"entry {entry.pk}: the entry before it was removed or altered "
-                f"(chain broken after {count} good entries)"
-            )
-        if entry.compute_hash() != entry.entry_hash:
-            raise BrokenChain(
-                f"entry {entry.pk} was altered: its contents do not match its hash"
-            )
-        expected_prev = entry.entry_hash
-        count += 1
-    return count
+def call_action_log(
+    *, call_id: int, action: str, user: Any, ip_address: str | None
+) -> AccessLogEntry | None:
+    """Log what someone did to a call by its id (listen-in, pause); None if gone."""
+    call = Call.objects.filter(pk=call_id).first()
+    if call is None:
+        return None
+    return access_log_append(action=action, call=call, user=user, ip_address=ip_address)

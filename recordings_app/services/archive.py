@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files import File
@@ -26,7 +27,8 @@ from django.utils import timezone
 from ..audio import codecs
 from ..audio.hashing import wav_hashes
 from ..audio.sealing import SealError, WrappedKey
-from ..models import Recording
+from ..models import AccessLogEntry, Recording
+from .access import System, access_log_append
 from .retention import RetentionSchedule
 from .stored_audio import StoredForm, keyring, recording_open, stored_form
 
@@ -35,6 +37,9 @@ logger = logging.getLogger(__name__)
 # What each target converts from: nothing is converted out of Opus (its
 # losses cannot be undone) and nothing to the format it already has.
 _SOURCES = {codecs.FLAC: [codecs.WAV], codecs.OPUS: [codecs.WAV, codecs.FLAC]}
+
+
+ARCHIVE_COMMAND = System("manage.py archive_recordings")
 
 
 class NotConverted(Exception):
@@ -67,9 +72,17 @@ def archivable(cutoff: datetime, to: str) -> QuerySet[Recording]:
 
 
 def archive_recordings(
-    *, cutoff: datetime, to: str, dry_run: bool, limit: int | None = None
+    *,
+    cutoff: datetime,
+    to: str,
+    dry_run: bool,
+    limit: int | None = None,
+    by: Any = ARCHIVE_COMMAND,
 ) -> ArchiveReport:
-    """Convert every archivable recording (or the oldest `limit`), one at a time."""
+    """Convert every archivable recording (or the oldest `limit`), one at a time.
+
+    A run that converts anything, or fails to, goes into the access log.
+    """
     found = archivable(cutoff, to)
     report = ArchiveReport(to=to, cutoff=cutoff, dry_run=dry_run)
     report.recordings = found.count()
@@ -99,6 +112,20 @@ def archive_recordings(
         report.converted += 1
         report.bytes_before += before
         report.bytes_after += converted.size_bytes
+    if report.converted or report.failures:
+        access_log_append(
+            action=AccessLogEntry.Action.ARCHIVE,
+            user=by,
+            ip_address=None,
+            detail={
+                "to": to,
+                "cutoff": cutoff.isoformat(),
+                "converted": report.converted,
+                "bytes_before": report.bytes_before,
+                "bytes_after": report.bytes_after,
+                "failures": len(report.failures),
+            },
+        )
     return report
 
 
@@ -215,6 +242,16 @@ def recording_keys_rotate() -> RotationReport:
         report.rewrapped += Recording.objects.filter(
             pk=recording.pk, key_id=old.key_id, wrapped_key=old.wrapped
         ).update(key_id=new.key_id, wrapped_key=new.wrapped)
+    access_log_append(
+        action=AccessLogEntry.Action.ROTATE_KEYS,
+        user=System("manage.py rotate_recording_keys"),
+        ip_address=None,
+        detail={
+            "key_id": report.key_id,
+            "rewrapped": report.rewrapped,
+            "failures": len(report.failures),
+        },
+    )
     return report
 
 
@@ -237,7 +274,11 @@ def archive_if_due() -> ArchiveReport | None:
     to = settings.CALLRECORDER_ARCHIVE_FORMAT
     try:
         report = archive_recordings(
-            cutoff=cutoff, to=to, dry_run=False, limit=ARCHIVE_BATCH
+            cutoff=cutoff,
+            to=to,
+            dry_run=False,
+            limit=ARCHIVE_BATCH,
+            by=System("automatic archive"),
         )
     except Exception:
         logger.exception("automatic archive failed")

@@ -52,11 +52,16 @@ def call_delete(*, call: Call, user: Any, ip_address: str | None) -> None:
     _refuse_if_held(call.pk)
     for recording in call.recordings.select_related("call"):
         recording_delete(recording=recording, user=user, ip_address=ip_address)
+    access_log_append(
+        action=AccessLogEntry.Action.PURGE, call=call, user=user, ip_address=ip_address
+    )
     call.delete()
 
 
 @transaction.atomic
-def legal_hold_set(*, call: Call, on: bool, by: Any) -> CallEvent | None:
+def legal_hold_set(
+    *, call: Call, on: bool, by: Any, ip_address: str | None = None
+) -> CallEvent | None:
     """Place a call on legal hold (no purge, no delete) or release it.
 
     Puts who did it on the call's timeline; setting what is already set
@@ -77,6 +82,14 @@ def legal_hold_set(*, call: Call, on: bool, by: Any) -> CallEvent | None:
         legal_hold_by=call.legal_hold_by,
         legal_hold_at=call.legal_hold_at,
         updated_at=now,
+    )
+    access_log_append(
+        action=AccessLogEntry.Action.HOLD_PLACE
+        if on
+        else AccessLogEntry.Action.HOLD_RELEASE,
+        call=call,
+        user=by,
+        ip_address=ip_address,
     )
     return CallEvent.objects.create(
         call=call,

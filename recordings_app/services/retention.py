@@ -18,19 +18,13 @@ from django.utils import timezone
 
 from ..models import AccessLogEntry, Call, Recording
 from ..selectors import purgeable_calls
-from .access import access_log_append
+from .access import System, access_log_append
 
 logger = logging.getLogger(__name__)
 
 
-class _Retention:
-    """Who the access log names for recordings the retention purge deleted."""
-
-    pk = None
-
-    @staticmethod
-    def get_username() -> str:
-        return "retention purge"
+# Who the access log names for what the retention purge deleted.
+RETENTION = System("retention purge")
 
 
 @dataclass
@@ -128,13 +122,20 @@ def _purge_call(call_id: int, cutoff: datetime, report: PurgeReport) -> None:
         access_log_append(
             action=AccessLogEntry.Action.DELETE,
             recording=recording,
-            user=_Retention(),
+            user=RETENTION,
             ip_address=None,
         )
         recording.delete()
         report.deleted_recordings += 1
         report.deleted_bytes += recording.size_bytes
     if not kept:
+        access_log_append(
+            action=AccessLogEntry.Action.PURGE,
+            call=call,
+            user=RETENTION,
+            ip_address=None,
+            detail={"cutoff": cutoff.isoformat()},
+        )
         call.delete()
         report.deleted_calls += 1
 

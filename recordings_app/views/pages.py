@@ -24,8 +24,9 @@ from .. import selectors
 from ..addresses import client_ip
 from ..forms import CallFilterForm
 from ..live import pause
+from ..models import AccessLogEntry
 from ..permissions import can_delete, can_hold, can_listen, can_pause, can_play
-from ..services import holds
+from ..services import access, holds
 from ..sockets import CALLS_SOCKET_PATH, LISTEN_SOCKET_PATH
 from ..timeline import call_timeline
 
@@ -86,6 +87,12 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     call = get_object_or_404(selectors.calls_with_recordings(user), pk=pk)
     recordings = list(call.recordings.all())
     panels, timeline = call_timeline(recordings, list(call.events.all()))
+    access.call_view_log(
+        call=call,
+        user=user,
+        ip_address=client_ip(request),
+        window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
+    )
     return render(
         request,
         "recordings/call_detail.html",
@@ -148,6 +155,12 @@ async def call_pause(request: HttpRequest, pk: int) -> HttpResponse:
     except pause.CallEnded:
         messages.error(request, "The call has ended: there is nothing to pause.")
         return redirect(call_url)
+    await sync_to_async(access.call_action_log)(
+        call_id=pk,
+        action=AccessLogEntry.Action.PAUSE if paused else AccessLogEntry.Action.RESUME,
+        user=user,
+        ip_address=client_ip(request),
+    )
     messages.success(
         request,
         "Recording paused: silence is kept in its place."
@@ -199,7 +212,9 @@ def call_legal_hold(request: HttpRequest, pk: int) -> HttpResponse:
             "You may not place or release a legal hold (set_legal_hold)."
         )
     on = request.POST.get("action") == "on"
-    holds.legal_hold_set(call=call, on=on, by=request.user)
+    holds.legal_hold_set(
+        call=call, on=on, by=request.user, ip_address=client_ip(request)
+    )
     messages.success(
         request,
         "This call is on legal hold: no purge or delete will remove it."

@@ -1,20 +1,42 @@
-"""manage.py verify_access_log: prove no access log entry was removed or altered."""
+"""manage.py verify_access_log: prove no access log entry was removed or altered.
+
+Walks the keyed chain, then holds it against every checkpoint written
+outside the database; exits non-zero naming the first disagreement.
+"""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recordings_app.services.access import BrokenChain, access_log_verify
+from recordings_app.services.audit import BrokenChain, access_log_verify
 
 
 class Command(BaseCommand):
-    help = "Walk the access log's hash chain and report the first broken link."
+    help = (
+        "Walk the access log's keyed chain and check it against its checkpoints; "
+        "report the first entry removed or altered."
+    )
 
     def handle(self, *args, **options) -> None:
         try:
-            count = access_log_verify()
+            verified = access_log_verify()
         except BrokenChain as error:
-            raise CommandError(str(error)) from None
+            raise CommandError(f"Access log NOT intact: {error}") from None
         self.stdout.write(
-            self.style.SUCCESS(f"Access log intact: {count} entries, chain unbroken.")
+            self.style.SUCCESS(
+                f"Access log intact: {verified.entries} entries, chain unbroken."
+            )
+        )
+        latest = verified.latest
+        if latest is None:
+            self.stdout.write(
+                "No checkpoints found outside the database: removed last entries "
+                "could not be told (see CALLRECORDER_AUDIT_CHECKPOINT_DIR)."
+                if verified.entries
+                else "No checkpoints yet."
+            )
+            return
+        self.stdout.write(
+            f"{verified.checkpoints} checkpoint(s) agree; the latest ({latest.at}) "
+            f"is of entry {latest.seq}."
         )
