@@ -15,6 +15,7 @@ interval of it: an entry is never unanchored for longer.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -153,6 +154,8 @@ class CheckpointSchedule:
 
 
 checkpoints = CheckpointSchedule()
+# A server stopping (SIGTERM, a deploy) writes what is waiting first.
+atexit.register(checkpoints.flush)
 
 
 def read_checkpoints() -> list[Checkpoint]:
