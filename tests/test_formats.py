@@ -137,8 +137,12 @@ def test_the_call_page_offers_both_downloads_and_both_hashes(settings, user_clie
     assert recording.pcm_sha256 in page and recording.sha256 in page
 
 
-def test_a_flac_recording_gets_its_waveform_back_from_the_stored_file(settings):
-    settings.CALLRECORDER_STORAGE_FORMAT = "flac"
+@pytest.mark.parametrize("storage_format, sealed", [("flac", False), ("wav", True)])
+def test_the_waveform_comes_back_from_a_flac_or_a_sealed_file(
+    settings, storage_format, sealed
+):
+    settings.CALLRECORDER_STORAGE_FORMAT = storage_format
+    settings.CALLRECORDER_ENCRYPTION_KEYS = sealing.new_key_spec() if sealed else ""
     recording = record(make_call(1), SPEECH, settings.SPOOL_DIR)
 
     assert recordings.recording_peaks(recording=recording) == recording.peaks
