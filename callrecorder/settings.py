@@ -563,7 +563,7 @@ if CALLRECORDER_AUDIT_KEY and len(CALLRECORDER_AUDIT_KEY) < 32:
 # within CALLRECORDER_AUDIT_CHECKPOINT_SECONDS of each new entry: appended to
 # a file in this folder (give it its own disk, or make it append-only with
 # chattr +a), and/or to objects under an S3 prefix (s3://bucket/prefix;
-# Object Lock on the bucket keeps them from being deleted).
+# on a bucket with Object Lock each is put under a legal hold).
 # Set it empty for S3 only.
 _checkpoint_dir = os.environ.get(
     "CALLRECORDER_AUDIT_CHECKPOINT_DIR", str(BASE_DIR / "audit")

@@ -13,6 +13,7 @@ import os
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -259,3 +260,25 @@ def test_holds_purges_page_views_and_runs_are_logged(
         ("purge", admin_user.username, call_id),
         ("rotate-keys", "manage.py rotate_recording_keys", None),
     ]
+
+
+def test_checkpoints_in_a_bucket_with_object_lock_are_under_legal_hold(
+    user, settings, s3_endpoint, monkeypatch
+):
+    use_s3(s3_endpoint, settings, monkeypatch)
+    monkeypatch.setenv("AWS_S3_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_S3_REGION_NAME", "us-east-1")
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket="audit-locked", ObjectLockEnabledForBucket=True)
+    settings.CALLRECORDER_AUDIT_CHECKPOINT_S3 = "s3://audit-locked/log"
+    log_views(user, 1)
+
+    [item] = s3.list_object_versions(Bucket="audit-locked")["Versions"]
+    hold = s3.get_object_legal_hold(
+        Bucket="audit-locked", Key=item["Key"], VersionId=item["VersionId"]
+    )
+    assert hold["LegalHold"]["Status"] == "ON"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(
+            Bucket="audit-locked", Key=item["Key"], VersionId=item["VersionId"]
+        )

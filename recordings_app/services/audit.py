@@ -16,6 +16,7 @@ interval of it: an entry is never unanchored for longer.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -73,11 +74,14 @@ def checkpoint_write(seq: int, entry_hash: str) -> None:
     if settings.CALLRECORDER_AUDIT_CHECKPOINT_S3:
         try:
             bucket, prefix = _s3_location()
-            _s3().put_object(
+            client = _s3()
+            lock = {"ObjectLockLegalHoldStatus": "ON"} if _locks(bucket) else {}
+            client.put_object(
                 Bucket=bucket,
                 Key=f"{prefix}{seq:012d}-{at.replace(':', '')}-{os.getpid()}.json",
                 Body=line.encode(),
                 ChecksumAlgorithm="SHA256",  # required with Object Lock
+                **lock,
             )
         except Exception:
             logger.exception("access log checkpoint not written to S3")
@@ -94,19 +98,39 @@ def _append(folder, line: str) -> None:
         os.close(descriptor)
 
 
+def _locks(bucket: str) -> bool:
+    """Whether the bucket has Object Lock: then each checkpoint is put under a
+    legal hold, which no delete gets past until someone allowed to lifts it."""
+    return _bucket_locks(os.environ.get("AWS_S3_ENDPOINT_URL"), bucket)
+
+
+@functools.cache
+def _bucket_locks(endpoint: str | None, bucket: str) -> bool:
+    try:
+        found = _s3().get_object_lock_configuration(Bucket=bucket)
+    except Exception:  # none configured (or not allowed to ask): no lock
+        return False
+    return found["ObjectLockConfiguration"].get("ObjectLockEnabled") == "Enabled"
+
+
 def _s3_location() -> tuple[str, str]:
     bucket, _, prefix = settings.CALLRECORDER_AUDIT_CHECKPOINT_S3[5:].partition("/")
     return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
 
 def _s3():
+    return _client(
+        os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+        os.environ.get("AWS_S3_REGION_NAME") or None,
+    )
+
+
+@functools.cache
+def _client(endpoint: str | None, region: str | None):
+    """One client per endpoint (boto3's clients are thread-safe)."""
     import boto3
 
-    return boto3.client(
-        "s3",
-        endpoint_url=os.environ.get("AWS_S3_ENDPOINT_URL") or None,
-        region_name=os.environ.get("AWS_S3_REGION_NAME") or None,
-    )
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
 
 
 class CheckpointSchedule:
