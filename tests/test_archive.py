@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -176,3 +179,86 @@ def test_archive_after_days_converts_automatically(settings):
     recording.refresh_from_db()
     assert report.converted == 1 and recording.format == "flac"
     assert archive.archive_if_due() is None  # not due again within the interval
+
+
+def test_a_recording_from_before_pcm_hashes_is_checked_by_its_file_hash(
+    settings, user_client
+):
+    intact = old_recording(settings, 1)
+    damaged = old_recording(settings, 2)
+    Recording.objects.update(pcm_sha256="")  # as stored before this release
+    with open(damaged.file.path, "r+b") as handle:
+        handle.truncate(len(WAV) // 4)  # three quarters of its audio lost
+
+    with pytest.raises(CommandError, match="1 failure"):
+        run("--older-than", "30d", "--to", "flac", "--yes")
+
+    intact.refresh_from_db()
+    damaged.refresh_from_db()
+    assert intact.format == "flac"
+    assert intact.pcm_sha256 == hashlib.sha256(SPEECH).hexdigest()  # filled in
+    assert damaged.format == "wav" and damaged.file.storage.exists(damaged.file.name)
+
+
+def test_turning_encryption_on_seals_older_flac_and_opus_as_they_are(
+    settings, user_client
+):
+    settings.CALLRECORDER_STORAGE_FORMAT = "opus"
+    recording = old_recording(settings, 1)
+    with recording.file.open("rb") as stored:
+        plain = stored.read()
+    settings.CALLRECORDER_ENCRYPTION_KEYS = sealing.new_key_spec()
+
+    said = run("--older-than", "30d", "--to", "opus", "--yes")
+
+    recording.refresh_from_db()
+    original = body(
+        user_client.get(reverse("recordings:recording_original", args=[recording.pk]))
+    )
+    assert "Converted 1 recording(s)" in said
+    assert recording.sealed and recording.format == "opus"
+    assert original == plain  # sealed as it was: no second lossy encoding
+    with recording.file.open("rb") as stored:
+        assert b"OggS" not in stored.read()
+
+
+def test_two_runs_converting_one_recording_never_lose_the_file(
+    settings, user_client, monkeypatch
+):
+    recording = old_recording(settings, 1)
+    other = Recording.objects.get(pk=recording.pk)  # another run's copy
+    point_row_at = archive._point_row_at
+
+    def other_run_commits_first(*args):
+        monkeypatch.setattr(archive, "_point_row_at", point_row_at)
+        archive.recording_convert(recording=other, to="flac")
+        return point_row_at(*args)
+
+    monkeypatch.setattr(archive, "_point_row_at", other_run_commits_first)
+    with pytest.raises(archive.NotConverted, match="converted by another run"):
+        archive.recording_convert(recording=recording, to="flac")
+
+    recording.refresh_from_db()
+    assert recording.format == "flac"
+    assert downloaded_wav(user_client, recording) == WAV
+    folder = settings.MEDIA_ROOT / os.path.dirname(recording.file.name)
+    assert [path.name for path in folder.iterdir()] == [
+        os.path.basename(recording.file.name)
+    ]
+
+
+def test_work_folders_a_killed_conversion_left_are_removed_at_recovery(settings):
+    settings.SPOOL_DIR.mkdir(parents=True)
+    left = settings.SPOOL_DIR / ".work-killed"
+    left.mkdir()
+    (left / "call.wav").write_bytes(WAV)  # plain audio of a sealed recording
+    long_ago = time.time() - 7 * 3600
+    os.utime(left, (long_ago, long_ago))
+    fresh = settings.SPOOL_DIR / ".work-running"
+    fresh.mkdir()
+
+    out = io.StringIO()
+    call_command("recover_recordings", stdout=out)
+
+    assert not left.exists() and fresh.exists()
+    assert "1 work folder(s) of killed conversions removed" in out.getvalue()

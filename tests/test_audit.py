@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 
 import pytest
@@ -115,9 +116,12 @@ def test_a_rewritten_entry_with_the_chain_recomputed_with_the_key_is_caught(
     with pytest.raises(CommandError) as caught:
         verify()
 
-    assert f"{audit.CHECKPOINT_FILE}:1" in str(caught.value)
-    assert f"entry {entries[0].pk} had hash" in str(caught.value)
-    assert "the log was rewritten" in str(caught.value)
+    said = re.search(
+        rf"{audit.CHECKPOINT_FILE}:1 \(written .*\) disagrees: entry (\d+) had hash"
+        r".*the log was rewritten",
+        str(caught.value),
+    )
+    assert said and int(said[1]) == checkpoint_lines(settings)[0]["seq"]
 
 
 def test_a_removed_last_entry_is_caught_by_the_checkpoint(user):
@@ -141,28 +145,73 @@ def test_an_emptied_log_is_caught(user):
         verify()
 
 
-def test_a_made_up_checkpoint_is_refused(user, settings):
-    [entry] = log_views(user, 1)
+def test_a_torn_or_made_up_line_is_reported_and_the_signed_ones_still_count(
+    user, settings
+):
+    entries = log_views(user)
+    audit.checkpoints.flush()
     path = settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR / audit.CHECKPOINT_FILE
     with open(path, "a") as handle:
         handle.write(json.dumps({"seq": 99, "hash": "0" * 64, "at": "x", "mac": "y"}))
+        handle.write('\n{"seq": 3, "ha')  # a write a full disk cut short
+    out, err = io.StringIO(), io.StringIO()
 
-    with pytest.raises(CommandError, match=":2 is not a checkpoint signed"):
+    call_command("verify_access_log", stdout=out, stderr=err)
+    sql(f"DELETE FROM {TABLE} WHERE id = %s", entries[-1].pk)
+
+    assert "Access log intact: 3 entries" in out.getvalue()
+    assert ":3: not a checkpoint signed with the audit key" in err.getvalue()
+    assert ":4: not a checkpoint signed" in err.getvalue()
+    with pytest.raises(CommandError, match="entries were removed"):
+        verify()  # the signed checkpoints still catch a removal
+
+
+def test_entries_with_every_checkpoint_deleted_do_not_verify(user, settings):
+    log_views(user)
+    audit.checkpoints.flush()
+    (settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR / audit.CHECKPOINT_FILE).unlink()
+
+    with pytest.raises(CommandError, match="3 entries but no signed checkpoint"):
         verify()
 
 
+def wait_for_lines(settings, count: int, timeout: float = 5.0) -> list[dict]:
+    path = settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR / audit.CHECKPOINT_FILE
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(lines := checkpoint_lines(settings)) >= count:
+            return lines
+        time.sleep(0.02)
+    return checkpoint_lines(settings) if path.exists() else []
+
+
 def test_the_first_entry_after_a_quiet_minute_is_checkpointed_at_once(user, settings):
-    settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS = 0.5
+    settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS = 1.0
+    began = time.monotonic()
     first, second, third = log_views(user)
 
-    written_at_once = checkpoint_lines(settings)
-    time.sleep(0.8)  # the interval passes: the waiting head is written
-    written_later = checkpoint_lines(settings)
+    written_at_once = wait_for_lines(settings, 1)
+    at_once = time.monotonic() - began
+    written_later = wait_for_lines(settings, 2)
 
     assert [line["seq"] for line in written_at_once] == [first.pk]
+    assert at_once < 0.9  # not held back for the interval
     assert [line["seq"] for line in written_later] == [first.pk, third.pk]
     path = settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR / audit.CHECKPOINT_FILE
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_a_checkpoint_that_fails_to_write_is_tried_again(user, settings, monkeypatch):
+    settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS = 0.3
+    failures = iter([False])
+    write = audit.checkpoint_write
+    monkeypatch.setattr(
+        audit, "checkpoint_write", lambda *head: next(failures, None) or write(*head)
+    )
+
+    [entry] = log_views(user, 1)
+
+    assert [line["seq"] for line in wait_for_lines(settings, 1)] == [entry.pk]
 
 
 def test_checkpoints_go_to_s3_and_a_removed_entry_is_named_there(
@@ -174,6 +223,7 @@ def test_checkpoints_go_to_s3_and_a_removed_entry_is_named_there(
     settings.CALLRECORDER_AUDIT_CHECKPOINT_S3 = f"s3://{S3_BUCKET}/audit/"
     settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR = None  # S3 only
     [entry] = log_views(user, 1)
+    audit.checkpoints.flush()
     sql(f"DELETE FROM {TABLE}")
 
     listed = s3_client(s3_endpoint).list_objects_v2(Bucket=S3_BUCKET, Prefix="audit/")
@@ -236,7 +286,7 @@ def test_the_admin_deletes_no_event_of_a_call_and_no_access_log_entry(
 def test_holds_purges_page_views_and_runs_are_logged(
     admin_client, admin_user, settings
 ):
-    from recordings_app.services import archive
+    from recordings_app.services import keys
 
     call = make_call(1)
     call_id = call.pk
@@ -246,7 +296,7 @@ def test_holds_purges_page_views_and_runs_are_logged(
     admin_client.get(call.get_absolute_url())  # a reload is the same view
     holds.call_delete(call=call, user=admin_user, ip_address="192.0.2.2")
     settings.CALLRECORDER_ENCRYPTION_KEYS = "k1:" + "A" * 43
-    archive.recording_keys_rotate()
+    keys.recording_keys_rotate()
 
     logged = list(
         AccessLogEntry.objects.order_by("id").values_list(
@@ -272,6 +322,7 @@ def test_checkpoints_in_a_bucket_with_object_lock_are_under_legal_hold(
     s3.create_bucket(Bucket="audit-locked", ObjectLockEnabledForBucket=True)
     settings.CALLRECORDER_AUDIT_CHECKPOINT_S3 = "s3://audit-locked/log"
     log_views(user, 1)
+    audit.checkpoints.flush()
 
     [item] = s3.list_object_versions(Bucket="audit-locked")["Versions"]
     hold = s3.get_object_legal_hold(

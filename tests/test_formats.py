@@ -15,7 +15,7 @@ import soundfile
 from django.urls import reverse
 
 from recordings_app.audio import codecs, sealing
-from recordings_app.models import Recording
+from recordings_app.models import AccessLogEntry, Recording
 from recordings_app.services import recordings, stored_audio
 
 from .helpers import body, make_call, record, speech
@@ -185,7 +185,7 @@ def test_a_range_in_the_middle_of_a_sealed_file_crosses_chunks(
 
 
 def test_a_missing_or_wrong_key_is_a_clear_error_never_noise(
-    settings, user_client, keys
+    settings, user_client, keys, caplog
 ):
     recording = record(make_call(1), SPEECH, settings.SPOOL_DIR)
     key_id = keys.partition(":")[0]
@@ -200,24 +200,48 @@ def test_a_missing_or_wrong_key_is_a_clear_error_never_noise(
     unset, unset_text = get(user_client, "recording_original", recording)
 
     assert (missing.status_code, wrong.status_code, unset.status_code) == (503,) * 3
-    assert f"key '{key_id}', which is not in CALLRECORDER_ENCRYPTION_KEYS" in (
+    assert "its encryption key is not in this server's configuration" in (
         missing_text.decode()
     )
-    assert "is not the one this recording was sealed with" in wrong_text.decode()
-    assert "CALLRECORDER_ENCRYPTION_KEYS is not set" in unset_text.decode()
+    assert "the configured key is not the one it was sealed with" in (
+        wrong_text.decode()
+    )
+    assert "its encryption key is not in this server's configuration" in (
+        unset_text.decode()
+    )
+    # Which key is missing is for the administrator (the log), not the page.
+    assert key_id not in missing_text.decode()
+    assert f"key '{key_id}', which is not in CALLRECORDER_ENCRYPTION_KEYS" in (
+        caplog.text
+    )
 
 
-def test_a_damaged_sealed_file_is_refused_not_played(settings, user_client, keys):
+@pytest.mark.parametrize("storage_format", ["wav", "flac", "opus"])
+@pytest.mark.parametrize("where", ["first chunk", "a middle chunk"])
+def test_a_damaged_sealed_file_is_refused_never_played_as_silence(
+    settings, user_client, keys, storage_format, where
+):
+    settings.CALLRECORDER_STORAGE_FORMAT = storage_format
     recording = record(make_call(1), SPEECH, settings.SPOOL_DIR)
-    path = recording.file.path
-    with open(path, "r+b") as handle:
-        handle.seek(10)
-        handle.write(b"\x00\x01\x02")
+    offset = 10 if where == "first chunk" else recording.size_bytes // 2
+    with open(recording.file.path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(bytes(b ^ 0xFF for b in handle.read(3)))
 
-    response, text = get(user_client, "recording_media", recording)
+    played, played_text = get(user_client, "recording_media", recording)
+    wav, wav_text = get(user_client, "recording_download", recording)
 
-    assert response.status_code == 503
-    assert "chunk 0 does not decrypt" in text.decode()
+    if where == "first chunk" or storage_format != "wav":
+        # Refused before a byte is sent (FLAC and Opus decode a block first).
+        assert wav.status_code == 503
+        assert "the stored file is damaged" in wav_text.decode()
+        assert not AccessLogEntry.objects.filter(action="download").exists()
+    else:  # a WAV's bytes stop short at the damaged chunk
+        assert len(wav_text) < len(wav_file(SPEECH))
+    if where == "first chunk":
+        assert played.status_code == 503
+    else:
+        assert len(played_text) < recording.size_bytes
 
 
 def test_sealed_files_are_streamed_by_the_app_even_with_x_accel_redirect(
@@ -265,15 +289,31 @@ def test_a_purged_recording_cannot_be_read_from_a_backup_copy(settings, keys, tm
     recording = record(make_call(1), SPEECH, settings.SPOOL_DIR)
     backup = tmp_path / "backup.sealed"
     shutil.copyfile(recording.file.path, backup)
-    size = recording.size_bytes
+    ring = sealing.KeyRing.parse(keys)
+    wrapped = sealing.WrappedKey(recording.key_id, recording.wrapped_key)
+
+    def open_backup(data_key: bytes) -> bytes:
+        with open(backup, "rb") as raw:
+            reader = sealing.SealedReader(
+                raw, data_key, plain_size=recording.size_bytes
+            )
+            return reader.read(4)
+
+    assert open_backup(ring.unwrap(wrapped)) == b"RIFF"  # while the row lives
 
     purge_calls_older_than(timezone.now(), dry_run=False)
 
+    # The only copy of the wrapped data key went with the row: nothing in
+    # the database, nor in the spool folder, keeps it.
     assert not Recording.objects.filter(wrapped_key=recording.wrapped_key).exists()
-    # The key-encryption key alone opens nothing: the data key went with the row.
-    kek = sealing.KeyRing.parse(keys)._keys[keys.partition(":")[0]]
-    with open(backup, "rb") as raw, pytest.raises(sealing.SealBroken):
-        sealing.SealedReader(raw, kek, plain_size=size).read(100)
+    assert not any(
+        recording.wrapped_key in path.read_text(errors="ignore")
+        for path in settings.SPOOL_DIR.rglob("*")
+        if path.is_file()
+    )
+    # And the key-encryption key alone opens nothing.
+    with pytest.raises(sealing.SealBroken):
+        open_backup(ring._keys[recording.key_id])
 
 
 def test_a_sealed_recording_whose_row_failed_is_recovered_and_plays(

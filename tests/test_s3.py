@@ -20,8 +20,12 @@ from recordings_app.simulator.sounds import beep_tone
 
 from .helpers import (
     S3_BUCKET,
+    body,
+    make_call,
+    record,
     running_server,
     s3_client,
+    speech,
     use_s3,
     wait_for_recordings,
 )
@@ -169,3 +173,28 @@ def test_a_sealed_flac_is_ciphertext_in_the_bucket_and_plays_back(
     assert downloaded.content[44:] == audio
     assert original.content[:4] == b"fLaC"
     assert seek.status_code == 206 and seek.content == original.content[100:]
+
+
+def test_a_seek_in_a_sealed_recording_fetches_only_its_chunks(
+    s3_endpoint, settings, monkeypatch, user_client
+):
+    from storages.backends.s3 import S3File
+
+    use_s3(s3_endpoint, settings, monkeypatch)
+    settings.CALLRECORDER_ENCRYPTION_KEYS = sealing.new_key_spec()
+    audio = speech()
+    recording = record(make_call(1), audio, settings.SPOOL_DIR)
+
+    def whole_object(self, *args, **kwargs):
+        raise AssertionError("the whole object was downloaded")
+
+    monkeypatch.setattr(S3File, "_get_file", whole_object)
+    middle = recording.size_bytes // 2
+    response = user_client.get(
+        recording.get_absolute_url(), HTTP_RANGE=f"bytes={middle}-{middle + 99}"
+    )
+    downloaded = user_client.get(recording.get_download_url())
+
+    assert response.status_code == 206
+    assert body(response) == audio[middle - 44 : middle + 56]
+    assert body(downloaded)[44:] == audio

@@ -59,29 +59,86 @@ def encode(wav_path: Path, out_path: Path, *, to: str) -> None:
                 target.write(block)
 
 
+# A lossy decoder may end a few samples short of what was recorded (the
+# encoder's padding); more missing than this is damage, never padded over.
+_SHORT_TOLERANCE_SECONDS = 0.1
+
+
+class _Watched:
+    """A stream handed to libsndfile, remembering what its reads raised.
+
+    libsndfile calls read() from C: an exception there (a sealed chunk that
+    fails its tag, a storage error) is swallowed and looks like the end of
+    the file. Kept here, it is raised again after the decoder returns.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.failure: BaseException | None = None
+
+    def _guard(self, method, *args):
+        try:
+            return method(*args)
+        except Exception as error:
+            self.failure = self.failure or error
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except Exception as error:
+            # Kept, and the end of the file for libsndfile: raised once it returns.
+            self.failure = self.failure or error
+            return b""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._guard(self._stream.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._guard(self._stream.tell)
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
 def pcm_blocks(stream: BinaryIO, *, sample_count: int) -> Iterator[bytes]:
     """The 16-bit little-endian PCM of a stored file, exactly sample_count samples.
 
-    A lossy decoder may give a few samples more or fewer than were recorded;
-    the audio is cut or padded with silence to the recorded length, so a
-    WAV made from it says what the recording says.
+    A lossy decoder may give a few samples more or fewer than were recorded:
+    the audio is cut, or padded with at most 0.1 s of silence, to the
+    recorded length. A file that ends sooner, or fails to read, raises
+    UnreadableAudio (or the stream's own error): never silence for audio.
     """
+    watched = _Watched(stream)
     try:
-        decoder = soundfile.SoundFile(stream)
+        decoder = soundfile.SoundFile(watched)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        watched.check()
         raise UnreadableAudio(f"not audio libsndfile can read ({error})") from None
     remaining = sample_count
     with decoder:
+        tolerance = int(decoder.samplerate * _SHORT_TOLERANCE_SECONDS)
         while remaining > 0:
-            block = decoder.read(min(BLOCK_SAMPLES, remaining), dtype="int16")
+            try:
+                block = decoder.read(min(BLOCK_SAMPLES, remaining), dtype="int16")
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                watched.check()
+                raise UnreadableAudio(
+                    f"the stored audio breaks off ({error})"
+                ) from None
+            watched.check()
             if not len(block):
                 break
             remaining -= len(block)
             yield block.astype("<i2", copy=False).tobytes()
-    while remaining > 0:
-        padding = min(BLOCK_SAMPLES, remaining)
-        remaining -= padding
-        yield bytes(padding * SAMPLE_WIDTH)
+    if remaining > tolerance:
+        raise UnreadableAudio(
+            f"the stored file holds {sample_count - remaining} of the "
+            f"{sample_count} samples recorded: it is damaged or cut short"
+        )
+    if remaining > 0:
+        yield bytes(remaining * SAMPLE_WIDTH)
 
 
 def wav_header(*, sample_rate: int, sample_count: int) -> bytes:

@@ -9,10 +9,11 @@ off as a faithful copy. Opus is lossy: legal hold stops it (not FLAC).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,16 +22,23 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.db import transaction
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from ..audio import codecs
 from ..audio.hashing import wav_hashes
-from ..audio.sealing import SealError, WrappedKey
+from ..audio.sealing import SealError
+from ..audio.spool import private_file
 from ..models import AccessLogEntry, Recording
 from .access import System, access_log_append
 from .retention import RetentionSchedule
-from .stored_audio import StoredForm, keyring, recording_open, stored_form
+from .stored_audio import (
+    StoredForm,
+    keyring,
+    recording_open,
+    stored_form,
+    work_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +71,36 @@ class ArchiveReport:
     more: bool = False
 
 
+def _convertible(to: str) -> Q:
+    """From a format `to` is made from; or, with encryption on, `to` itself
+    unsealed (stored before the keys were set): it is sealed in passing."""
+    condition = Q(format__in=_SOURCES[to])
+    if keyring() is not None:
+        condition |= Q(format=to, key_id="")
+    return condition
+
+
 def archivable(cutoff: datetime, to: str) -> QuerySet[Recording]:
-    """Recordings started before cutoff still in a format `to` converts from."""
-    found = Recording.objects.filter(started_at__lt=cutoff, format__in=_SOURCES[to])
+    """Recordings started before cutoff that an archive to `to` would convert."""
+    found = Recording.objects.filter(_convertible(to), started_at__lt=cutoff)
     if to == codecs.OPUS:
         found = found.exclude(call__legal_hold=True)
     return found
+
+
+def _check_whole_file(recording: Recording) -> None:
+    """A recording stored before PCM hashes were kept: its file's own hash."""
+    if not recording.sha256:
+        raise NotConverted("it has no hash to check its audio against; left as it is")
+    digest = hashlib.sha256()
+    with recording_open(recording) as stored:
+        while chunk := stored.read(1024 * 1024):
+            digest.update(chunk)
+    if digest.hexdigest() != recording.sha256:
+        raise NotConverted(
+            "its file does not match its SHA-256 (the stored file is damaged); "
+            "left as it is"
+        )
 
 
 def archive_recordings(
@@ -89,7 +121,7 @@ def archive_recordings(
     report.bytes = found.aggregate(total=Sum("size_bytes"))["total"] or 0
     if to == codecs.OPUS:
         report.held = Recording.objects.filter(
-            started_at__lt=cutoff, format__in=_SOURCES[to], call__legal_hold=True
+            _convertible(to), started_at__lt=cutoff, call__legal_hold=True
         ).count()
     if dry_run:
         return report
@@ -131,27 +163,21 @@ def archive_recordings(
 
 def recording_convert(*, recording: Recording, to: str) -> Recording:
     """Store the recording's audio as `to` (sealed if keys are set), in place."""
-    if recording.format not in _SOURCES[to]:
+    reseal = recording.format == to and not recording.sealed and keyring()
+    if recording.format not in _SOURCES[to] and not reseal:
         raise NotConverted(f"it is {recording.format}; {to} is not made from that")
-    settings.SPOOL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".archive-", dir=settings.SPOOL_DIR))
+    if not recording.pcm_sha256:
+        _check_whole_file(recording)
+    work = work_folder()
     try:
+        # A name of its own: two runs converting the same recording at once
+        # never overwrite (nor, cleaning up, delete) each other's file.
         stem = os.path.basename(recording.file.name).partition(".")[0]
-        wav_path = work / f"{stem}.wav"
-        with recording_open(recording) as stored:
-            codecs.decode_to_wav(
-                stored,
-                wav_path,
-                sample_rate=recording.sample_rate,
-                sample_count=recording.sample_count,
-            )
-        wav_sha256, pcm_sha256 = wav_hashes(wav_path)
-        if recording.pcm_sha256 and pcm_sha256 != recording.pcm_sha256:
-            raise NotConverted(
-                "its audio does not match its PCM SHA-256 (the stored file is "
-                "damaged); left as it is"
-            )
-        form = stored_form(wav_path=wav_path, to=to, wav_sha256=wav_sha256)
+        wav_path = work / f"{stem}-{secrets.token_hex(3)}.wav"
+        if reseal:
+            form, pcm_sha256 = _sealed_as_is(recording, wav_path, to)
+        else:
+            form, pcm_sha256 = _converted(recording, wav_path, to)
         storage = recording.file.storage
         folder = os.path.dirname(recording.file.name)
         with open(form.path, "rb") as new_file:
@@ -166,7 +192,9 @@ def recording_convert(*, recording: Recording, to: str) -> Recording:
         raise
     if updated is None:
         storage.delete(new_name)
-        raise NotConverted("it was deleted, or put on legal hold, meanwhile")
+        raise NotConverted(
+            "it was deleted, converted by another run, or put on legal hold, meanwhile"
+        )
     try:
         storage.delete(old_name)
     except Exception as error:
@@ -176,6 +204,37 @@ def recording_convert(*, recording: Recording, to: str) -> Recording:
             f"deleted ({error}): delete it by hand"
         ) from None
     return updated
+
+
+def _converted(recording: Recording, wav_path: Path, to: str):
+    """Decode the stored audio and encode it as `to`; checked against its hash."""
+    with recording_open(recording) as stored:
+        codecs.decode_to_wav(
+            stored,
+            wav_path,
+            sample_rate=recording.sample_rate,
+            sample_count=recording.sample_count,
+        )
+    wav_sha256, pcm_sha256 = wav_hashes(wav_path)
+    # Every source here is lossless: its PCM is the recorded PCM, to the bit.
+    if recording.pcm_sha256 and pcm_sha256 != recording.pcm_sha256:
+        raise NotConverted(
+            "its audio does not match its PCM SHA-256 (the stored file is "
+            "damaged); left as it is"
+        )
+    return stored_form(wav_path=wav_path, to=to, wav_sha256=wav_sha256), pcm_sha256
+
+
+def _sealed_as_is(recording: Recording, wav_path: Path, to: str):
+    """The stored file copied out as it is, then sealed: no second encoding."""
+    plain = wav_path.with_suffix(f".{codecs.EXTENSIONS[to]}")
+    with (
+        recording_open(recording) as stored,
+        open(plain, "xb", opener=private_file) as copy,
+    ):
+        shutil.copyfileobj(stored, copy)
+    form = stored_form(wav_path=plain, to=to, wav_sha256=recording.sha256, encoded=True)
+    return form, recording.pcm_sha256
 
 
 @transaction.atomic
@@ -194,7 +253,7 @@ def _point_row_at(
     row.format = to
     row.size_bytes = form.size_bytes
     row.sha256 = form.sha256
-    row.pcm_sha256 = pcm_sha256 if to == codecs.FLAC else recording.pcm_sha256
+    row.pcm_sha256 = pcm_sha256
     row.key_id = form.key.key_id if form.key else ""
     row.wrapped_key = form.key.wrapped if form.key else ""
     row.save(
@@ -209,50 +268,6 @@ def _point_row_at(
         ]
     )
     return row
-
-
-@dataclass
-class RotationReport:
-    key_id: str
-    rewrapped: int = 0
-    current: int = 0  # already under the newest key
-    failures: list[str] = field(default_factory=list)
-
-
-def recording_keys_rotate() -> RotationReport:
-    """Rewrap every recording's data key under the newest key (no audio touched).
-
-    Once done, older keys can be dropped from CALLRECORDER_ENCRYPTION_KEYS.
-    """
-    keys = keyring()
-    if keys is None:
-        raise NotConverted("CALLRECORDER_ENCRYPTION_KEYS is not set")
-    report = RotationReport(key_id=keys.current_id)
-    sealed = Recording.objects.exclude(key_id="")
-    report.current = sealed.filter(key_id=keys.current_id).count()
-    older = sealed.exclude(key_id=keys.current_id).only("pk", "key_id", "wrapped_key")
-    for recording in older.iterator():
-        old = WrappedKey(recording.key_id, recording.wrapped_key)
-        try:
-            new = keys.wrap(keys.unwrap(old))
-        except SealError as error:
-            report.failures.append(f"recording {recording.pk}: {error}")
-            continue
-        # Only if nobody rewrapped it meanwhile (another rotation run).
-        report.rewrapped += Recording.objects.filter(
-            pk=recording.pk, key_id=old.key_id, wrapped_key=old.wrapped
-        ).update(key_id=new.key_id, wrapped_key=new.wrapped)
-    access_log_append(
-        action=AccessLogEntry.Action.ROTATE_KEYS,
-        user=System("manage.py rotate_recording_keys"),
-        ip_address=None,
-        detail={
-            "key_id": report.key_id,
-            "rewrapped": report.rewrapped,
-            "failures": len(report.failures),
-        },
-    )
-    return report
 
 
 # Recordings one automatic run converts at most: encoding takes a while

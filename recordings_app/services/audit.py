@@ -53,8 +53,8 @@ def _mac(seq: int, entry_hash: str, at: str) -> str:
     return audit_mac(f"checkpoint|{seq}|{entry_hash}|{at}")
 
 
-def checkpoint_write(seq: int, entry_hash: str) -> None:
-    """Write one checkpoint to every place configured (a failure is logged)."""
+def checkpoint_write(seq: int, entry_hash: str) -> bool:
+    """Write one checkpoint to every place configured; False (logged) if one failed."""
     at = datetime.now(UTC).isoformat()
     record = {
         "seq": seq,
@@ -65,11 +65,13 @@ def checkpoint_write(seq: int, entry_hash: str) -> None:
         "mac": _mac(seq, entry_hash, at),
     }
     line = json.dumps(record, sort_keys=True) + "\n"
+    written = True
     folder = settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR
     if folder is not None:
         try:
             _append(folder, line)
         except OSError:
+            written = False
             logger.exception("access log checkpoint not written to %s", folder)
     if settings.CALLRECORDER_AUDIT_CHECKPOINT_S3:
         try:
@@ -84,7 +86,9 @@ def checkpoint_write(seq: int, entry_hash: str) -> None:
                 **lock,
             )
         except Exception:
+            written = False
             logger.exception("access log checkpoint not written to S3")
+    return written
 
 
 def _append(folder, line: str) -> None:
@@ -98,19 +102,25 @@ def _append(folder, line: str) -> None:
         os.close(descriptor)
 
 
+_BUCKET_LOCKS: dict[tuple[str | None, str], bool] = {}
+
+
 def _locks(bucket: str) -> bool:
     """Whether the bucket has Object Lock: then each checkpoint is put under a
-    legal hold, which no delete gets past until someone allowed to lifts it."""
-    return _bucket_locks(os.environ.get("AWS_S3_ENDPOINT_URL"), bucket)
-
-
-@functools.cache
-def _bucket_locks(endpoint: str | None, bucket: str) -> bool:
-    try:
-        found = _s3().get_object_lock_configuration(Bucket=bucket)
-    except Exception:  # none configured (or not allowed to ask): no lock
-        return False
-    return found["ObjectLockConfiguration"].get("ObjectLockEnabled") == "Enabled"
+    legal hold, which no delete gets past until someone allowed to lifts it.
+    Asked once per bucket; an error is not remembered (asked again next time)."""
+    key = (os.environ.get("AWS_S3_ENDPOINT_URL"), bucket)
+    if key not in _BUCKET_LOCKS:
+        try:
+            found = _s3().get_object_lock_configuration(Bucket=bucket)
+        except Exception as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+            if code != "ObjectLockConfigurationNotFoundError":
+                raise
+            found = {"ObjectLockConfiguration": {}}
+        config = found["ObjectLockConfiguration"]
+        _BUCKET_LOCKS[key] = config.get("ObjectLockEnabled") == "Enabled"
+    return _BUCKET_LOCKS[key]
 
 
 def _s3_location() -> tuple[str, str]:
@@ -129,45 +139,76 @@ def _s3():
 def _client(endpoint: str | None, region: str | None):
     """One client per endpoint (boto3's clients are thread-safe)."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
+    # Short timeouts: a checkpoint is written off the request, but a hung
+    # bucket must not hold the next one up for long.
+    timeouts = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3})
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name=region, config=timeouts
+    )
 
 
 class CheckpointSchedule:
-    """This process's checkpoints: at once after a quiet interval, else within one."""
+    """This process's checkpoints: at once after a quiet interval, else within one.
+
+    Writes happen in a timer thread, never on the request or socket that
+    appended (an fsync, an S3 round trip). A write that fails keeps its head
+    for the next try, an interval later.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the state below
+        self._writing = threading.Lock()  # one write at a time
         self._last_written: float | None = None
         self._pending: tuple[int, str] | None = None
         self._timer: threading.Timer | None = None
 
     def appended(self, seq: int, entry_hash: str) -> None:
         """An entry committed: checkpoint it now, or within the interval."""
-        interval = settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS
         with self._lock:
             if self._pending is None or seq > self._pending[0]:
                 self._pending = (seq, entry_hash)
-            now = time.monotonic()
-            if self._last_written is None or now - self._last_written >= interval:
-                self._write_pending(now)
-            elif self._timer is None:
-                wait = interval - (now - self._last_written)
-                self._timer = threading.Timer(wait, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+            if self._timer is None:
+                now = time.monotonic()
+                interval = settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS
+                since = None if self._last_written is None else now - self._last_written
+                self._start_timer(0 if since is None else max(0, interval - since))
 
-    def flush(self) -> None:
-        """Write what is waiting (the timer calls this; so does shutdown)."""
+    def _start_timer(self, wait: float) -> None:
+        self._timer = threading.Timer(wait, self._write_pending)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _take(self) -> tuple[int, str] | None:
+        with self._lock:
+            head, self._pending = self._pending, None
+            return head
+
+    def _write_pending(self) -> None:
+        with self._writing:
+            head = self._take()
+            written = head is None or checkpoint_write(*head)
         with self._lock:
             self._timer = None
-            self._write_pending(time.monotonic())
+            self._last_written = time.monotonic()
+            if not written and self._pending is None:
+                self._pending = head  # tried again an interval later
+            if self._pending is not None:
+                self._start_timer(settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS)
 
-    def _write_pending(self, now: float) -> None:
-        if self._pending is not None:
-            checkpoint_write(*self._pending)
-            self._pending = None
-            self._last_written = now
+    def flush(self) -> None:
+        """Write what is waiting, now, in this thread (at exit; in tests)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        with self._writing:  # after a write in progress
+            head = self._take()
+            if head is not None:
+                checkpoint_write(*head)
+        with self._lock:
+            self._last_written = time.monotonic()
 
     def reset(self) -> None:
         """Forget everything, writing nothing (tests)."""
@@ -216,12 +257,19 @@ def _parse(line: str, where: str) -> Checkpoint:
 @dataclass(frozen=True)
 class Verified:
     entries: int
-    checkpoints: int
+    checkpoints: int  # signed ones, each agreeing with the log
     latest: Checkpoint | None  # the one with the highest entry number
+    unsigned: list[str]  # lines that are not checkpoints (torn, made up): where
 
 
 def access_log_verify() -> Verified:
-    """Walk the keyed chain, then hold it against every checkpoint; or BrokenChain."""
+    """Walk the keyed chain, then hold it against every checkpoint; or BrokenChain.
+
+    A line that is not a signed checkpoint (a write torn by a full disk, or
+    one made up) proves nothing and is reported, not held against the log.
+    Entries with no signed checkpoint at all cannot be vouched for: that
+    fails too (the checkpoints were deleted, or never written).
+    """
     expected_prev, count, last_id = GENESIS_HASH, 0, 0
     for entry in AccessLogEntry.objects.order_by("id").iterator():
         if entry.prev_hash != expected_prev:
@@ -236,24 +284,39 @@ def access_log_verify() -> Verified:
             )
         expected_prev, count, last_id = entry.entry_hash, count + 1, entry.pk
     found = read_checkpoints()
+    signed = [checkpoint for checkpoint in found if checkpoint.signed]
     stored = dict(
-        AccessLogEntry.objects.filter(pk__in={c.seq for c in found}).values_list(
+        AccessLogEntry.objects.filter(pk__in={c.seq for c in signed}).values_list(
             "pk", "entry_hash"
         )
     )
-    for checkpoint in found:
+    for checkpoint in signed:
         _check(checkpoint, stored.get(checkpoint.seq), last_id)
-    latest = max(found, key=lambda c: c.seq, default=None)
-    return Verified(entries=count, checkpoints=len(found), latest=latest)
+    if count and not signed:
+        raise BrokenChain(
+            f"the log has {count} entries but no signed checkpoint was found "
+            f"({_places()}): its end cannot be vouched for; were the "
+            "checkpoints deleted?"
+        )
+    return Verified(
+        entries=count,
+        checkpoints=len(signed),
+        latest=max(signed, key=lambda c: c.seq, default=None),
+        unsigned=[checkpoint.where for checkpoint in found if not checkpoint.signed],
+    )
+
+
+def _places() -> str:
+    places = []
+    if settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR is not None:
+        places.append(str(settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR))
+    if settings.CALLRECORDER_AUDIT_CHECKPOINT_S3:
+        places.append(settings.CALLRECORDER_AUDIT_CHECKPOINT_S3)
+    return ", ".join(places) or "no place is configured"
 
 
 def _check(checkpoint: Checkpoint, stored_hash: str | None, last_id: int) -> None:
     said = f"checkpoint {checkpoint.where} (written {checkpoint.at})"
-    if not checkpoint.signed:
-        raise BrokenChain(
-            f"{checkpoint.where} is not a checkpoint signed with the audit key: "
-            "it was made up or altered"
-        )
     if stored_hash is None:
         ends = f"ends at entry {last_id}" if last_id else "is empty"
         raise BrokenChain(

@@ -8,7 +8,7 @@ recovery to finish the job (see audio.spool).
 from __future__ import annotations
 
 import logging
-import tempfile
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +32,12 @@ from ..audio.spool import (
 from ..models import Call, CallEvent, LiveSocket, Recording
 from .calls import call_for_socket
 from .live_sockets import live_sockets_end
-from .stored_audio import discard_work_files, recording_open, stored_form
+from .stored_audio import (
+    discard_work_files,
+    recording_open,
+    stored_form,
+    work_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +105,9 @@ def recording_peaks(*, recording: Recording) -> list[int]:
     with recording_open(recording) as audio:
         if recording.format == Recording.Format.WAV:
             return wav_peaks(audio)
-        with tempfile.TemporaryDirectory() as work:
-            wav_path = Path(work) / "decoded.wav"
+        work = work_folder()  # plain audio stays in the private spool folder
+        try:
+            wav_path = work / "decoded.wav"
             decode_to_wav(
                 audio,
                 wav_path,
@@ -110,6 +116,8 @@ def recording_peaks(*, recording: Recording) -> list[int]:
             )
             with open(wav_path, "rb") as decoded:
                 return wav_peaks(decoded)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def recording_peaks_fill(*, recording: Recording) -> list[int]:

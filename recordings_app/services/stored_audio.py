@@ -8,6 +8,10 @@ converting). The storage API only: the bucket may be remote.
 from __future__ import annotations
 
 import functools
+import io
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +47,19 @@ class StoredForm:
     key: sealing.WrappedKey | None
 
 
-def stored_form(*, wav_path: Path, to: str, wav_sha256: str) -> StoredForm:
+def stored_form(
+    *, wav_path: Path, to: str, wav_sha256: str, encoded: bool = False
+) -> StoredForm:
     """Encode a WAV (unless `to` is wav) and seal it (if keys are set).
 
-    Work files go beside the WAV (0600; discard_work_files removes them)
-    and a retry overwrites them; the WAV itself is left as it is.
+    With encoded, the file is already in format `to` and is only sealed
+    (no second lossy pass). Work files go beside it (0600;
+    discard_work_files removes them) and a retry overwrites them; the file
+    itself is left as it is.
     """
     name = f"{wav_path.stem}.{codecs.EXTENSIONS[to]}"
     plain, sha256 = wav_path, wav_sha256
-    if to != codecs.WAV:
+    if to != codecs.WAV and not encoded:
         plain = _work_file(wav_path, name)
         codecs.encode(wav_path, plain, to=to)
         sha256 = file_sha256(plain)
@@ -98,12 +106,83 @@ def recording_open(recording: Recording) -> BinaryIO:
             )
         key = keys.unwrap(sealing.WrappedKey(recording.key_id, recording.wrapped_key))
     raw = recording.file.storage.open(recording.file.name, "rb")
+    if hasattr(raw, "obj"):  # an S3 object (django-storages' S3File)
+        raw = io.BufferedReader(_RangedObject(raw.obj), buffer_size=_S3_READ)
     if key is None:
         return raw
     return sealing.SealedReader(raw, key, plain_size=recording.size_bytes)
+
+
+# Bytes fetched per ranged GET: a seek costs one such request, a whole
+# download one request per MiB.
+_S3_READ = 1024 * 1024
+
+
+class _RangedObject(io.RawIOBase):
+    """An S3 object read with ranged GETs: a seek fetches only what is read next.
+
+    django-storages' S3File downloads the whole object on its first read,
+    which for an hour-long call is 115 MB for every seek of the player.
+    """
+
+    def __init__(self, obj) -> None:
+        super().__init__()
+        self._obj = obj
+        self._size = obj.content_length  # loaded (HEAD) when the file was opened
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        if self._position >= self._size or not len(buffer):
+            return 0
+        last = min(self._position + len(buffer), self._size) - 1
+        data = self._obj.get(Range=f"bytes={self._position}-{last}")["Body"].read()
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 def recording_pcm(recording: Recording) -> Iterator[bytes]:
     """The recording's 16-bit PCM, decoded block by block from whatever is stored."""
     with recording_open(recording) as stream:
         yield from codecs.pcm_blocks(stream, sample_count=recording.sample_count)
+
+
+# A work folder untouched this long was left by a killed run: the longest
+# conversion (a 2-hour call to Opus) takes under 7 minutes.
+WORK_FOLDER_GRACE_SECONDS = 6 * 3600
+
+
+def work_folder() -> Path:
+    """A private folder for one conversion's plain audio, under SPOOL_DIR.
+
+    Named .work-*: recover_recordings removes those a killed run left.
+    """
+    settings.SPOOL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".work-", dir=settings.SPOOL_DIR))
+
+
+def work_folders_sweep(*, grace_seconds: float) -> int:
+    """Remove work folders nobody touched for grace_seconds (a run was killed)."""
+    if not settings.SPOOL_DIR.is_dir():
+        return 0
+    cutoff = time.time() - grace_seconds
+    removed = 0
+    for folder in settings.SPOOL_DIR.glob(".work-*"):
+        if folder.is_dir() and folder.stat().st_mtime <= cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed

@@ -34,7 +34,7 @@ from ..audio.codecs import (
     pcm_blocks,
     wav_header,
 )
-from ..audio.sealing import SealError
+from ..audio.sealing import MissingKey, SealError, WrongKey
 from ..http_range import RangeNotSatisfiable, parse_range
 from ..models import AccessLogEntry, Recording
 from ..permissions import can_play
@@ -93,10 +93,23 @@ def _handoff(recording: Recording, disposition: str) -> HttpResponse | None:
     return None
 
 
-def _unavailable(recording: Recording, error: Exception) -> HttpResponse:
+_WHY_UNAVAILABLE = {
+    MissingKey: "its encryption key is not in this server's configuration",
+    WrongKey: "the configured key is not the one it was sealed with",
+}
+
+
+async def _unavailable(
+    recording: Recording, error: Exception, handle: IO[bytes] | None
+) -> HttpResponse:
+    """A clear refusal, never noise; the details (key ids) go to the log only."""
+    if handle is not None:
+        await sync_to_async(handle.close)()
     logger.error("recording %s cannot be opened: %s", recording.pk, error)
+    why = _WHY_UNAVAILABLE.get(type(error), "the stored file is damaged")
     return HttpResponse(
-        f"Recording {recording.pk} cannot be opened: {error}. Ask an administrator.\n",
+        f"Recording {recording.pk} cannot be opened: {why}. Ask an administrator "
+        "(the server's log says more).\n",
         status=503,
         content_type="text/plain",
     )
@@ -149,10 +162,10 @@ async def _serve_stored(
     disposition = content_disposition_header(
         attachment, _filename(recording, EXTENSIONS[recording.format])
     )
-    if request.method == "GET":  # a HEAD or a refused range hands out no audio
-        await _log(request, recording, action)
     handoff = await sync_to_async(_handoff)(recording, disposition)
     if handoff is not None:
+        if request.method == "GET":
+            await _log(request, recording, action)
         return handoff
     start, end = byte_range or (0, size - 1)
     headers = {
@@ -167,12 +180,14 @@ async def _serve_stored(
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     if request.method == "HEAD":
         return HttpResponse(status=status, content_type=content_type, headers=headers)
+    handle = None
     try:
         handle = await sync_to_async(stored_audio.recording_open)(recording)
         pieces = _range_pieces(handle, start, end - start + 1)
         first = await sync_to_async(next)(pieces, b"")
     except _UNOPENABLE as error:
-        return _unavailable(recording, error)
+        return await _unavailable(recording, error, handle)
+    await _log(request, recording, action)  # a HEAD or a refusal hands out no audio
     return StreamingHttpResponse(
         _rest(first, pieces, handle),
         status=status,
@@ -202,12 +217,13 @@ async def _serve_decoded_wav(
     }
     if request.method == "HEAD":
         return HttpResponse(content_type="audio/wav", headers=headers)
+    handle = None
     try:
         handle = await sync_to_async(stored_audio.recording_open)(recording)
         pieces = pcm_blocks(handle, sample_count=recording.sample_count)
         first = header + await sync_to_async(next)(pieces, b"")
     except _UNOPENABLE as error:
-        return _unavailable(recording, error)
+        return await _unavailable(recording, error, handle)
     await _log(request, recording, AccessLogEntry.Action.DOWNLOAD)
     return StreamingHttpResponse(
         _rest(first, pieces, handle), content_type="audio/wav", headers=headers

@@ -20,7 +20,7 @@ from recordings_app.audio.spool import (
     SpoolInUse,
     orphaned_spools,
 )
-from recordings_app.services import archive, recordings, retention
+from recordings_app.services import archive, recordings, retention, stored_audio
 
 logger = logging.getLogger("recordings_app.recovery")
 
@@ -63,6 +63,14 @@ class Command(BaseCommand):
                 f"{recording.duration_seconds:.1f} s -> {recording.file.name}"
             )
         self.stdout.write(f"{recovered} recording(s) recovered.")
+        swept = stored_audio.work_folders_sweep(
+            grace_seconds=stored_audio.WORK_FOLDER_GRACE_SECONDS
+        )
+        if swept:
+            self.stdout.write(
+                f"{swept} work folder(s) of killed conversions removed "
+                "(the recordings were left as they were)."
+            )
         # make run runs this at start: the moment for automatic retention too.
         purged = retention.retention_purge_if_due()
         if purged is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recordings_app.services import archive
+from recordings_app.services import keys
 
 
 class Command(BaseCommand):
@@ -20,8 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            report = archive.recording_keys_rotate()
-        except archive.NotConverted as error:
+            report = keys.recording_keys_rotate()
+        except keys.NoKeys as error:
             raise CommandError(str(error)) from None
         self.stdout.write(
             f"Rewrapped {report.rewrapped} recording key(s) under {report.key_id!r}; "

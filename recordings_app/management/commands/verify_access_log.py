@@ -27,16 +27,15 @@ class Command(BaseCommand):
                 f"Access log intact: {verified.entries} entries, chain unbroken."
             )
         )
-        latest = verified.latest
-        if latest is None:
-            self.stdout.write(
-                "No checkpoints found outside the database: removed last entries "
-                "could not be told (see CALLRECORDER_AUDIT_CHECKPOINT_DIR)."
-                if verified.entries
-                else "No checkpoints yet."
+        for where in verified.unsigned:
+            self.stderr.write(
+                f"{where}: not a checkpoint signed with the audit key (torn by a "
+                "failed write, or made up); ignored"
             )
+        if verified.latest is None:
+            self.stdout.write("No checkpoints yet: the log is empty.")
             return
         self.stdout.write(
-            f"{verified.checkpoints} checkpoint(s) agree; the latest ({latest.at}) "
-            f"is of entry {latest.seq}."
+            f"{verified.checkpoints} checkpoint(s) agree; the latest "
+            f"({verified.latest.at}) is of entry {verified.latest.seq}."
         )
