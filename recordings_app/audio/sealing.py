@@ -174,17 +174,14 @@ def sealed_chunks(source: BinaryIO, data_key: bytes) -> Iterator[bytes]:
         index, chunk = index + 1, following
 
 
-class SealedReader(io.RawIOBase):
-    """A sealed file read as the plain one: seekable, one chunk decrypted at a time."""
+class SeekableReader(io.RawIOBase):
+    """A read-only raw stream over `size` bytes that keeps its own position;
+    subclasses say how to fill a buffer from there (readinto)."""
 
-    def __init__(self, raw: BinaryIO, data_key: bytes, *, plain_size: int) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self._raw = raw
-        self._cipher = AESGCM(data_key)
-        self._size = plain_size
-        self._last_index = max(0, -(-plain_size // CHUNK) - 1)
+        self._size = size
         self._position = 0
-        self._cached: tuple[int, bytes] | None = None
 
     def readable(self) -> bool:
         return True
@@ -199,6 +196,17 @@ class SealedReader(io.RawIOBase):
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}
         self._position = max(0, base[whence] + offset)
         return self._position
+
+
+class SealedReader(SeekableReader):
+    """A sealed file read as the plain one: seekable, one chunk decrypted at a time."""
+
+    def __init__(self, raw: BinaryIO, data_key: bytes, *, plain_size: int) -> None:
+        super().__init__(plain_size)
+        self._raw = raw
+        self._cipher = AESGCM(data_key)
+        self._last_index = max(0, -(-plain_size // CHUNK) - 1)
+        self._cached: tuple[int, bytes] | None = None
 
     def readinto(self, buffer) -> int:
         """Fill the buffer, short only at the end (decoders take short reads as EOF)."""

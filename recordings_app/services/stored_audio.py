@@ -118,7 +118,7 @@ def recording_open(recording: Recording) -> BinaryIO:
 _S3_READ = 1024 * 1024
 
 
-class _RangedObject(io.RawIOBase):
+class _RangedObject(sealing.SeekableReader):
     """An S3 object read with ranged GETs: a seek fetches only what is read next.
 
     django-storages' S3File downloads the whole object on its first read,
@@ -126,24 +126,8 @@ class _RangedObject(io.RawIOBase):
     """
 
     def __init__(self, obj) -> None:
-        super().__init__()
+        super().__init__(obj.content_length)  # loaded (HEAD) when it was opened
         self._obj = obj
-        self._size = obj.content_length  # loaded (HEAD) when the file was opened
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}
-        self._position = max(0, base[whence] + offset)
-        return self._position
 
     def readinto(self, buffer) -> int:
         if self._position >= self._size or not len(buffer):
