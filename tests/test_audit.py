@@ -38,9 +38,9 @@ def _commits(django_capture_on_commit_callbacks):
     committing = django_capture_on_commit_callbacks
 
 
-def log_views(user, count: int = 3) -> list[AccessLogEntry]:
+def log_views(user, count: int = 3, first_call: int = 0) -> list[AccessLogEntry]:
     entries = []
-    for n in range(count):
+    for n in range(first_call, first_call + count):
         with committing(execute=True):
             entries.append(
                 access.access_log_append(
@@ -188,14 +188,17 @@ def wait_for_lines(settings, count: int, timeout: float = 5.0) -> list[dict]:
 def test_the_first_entry_after_a_quiet_minute_is_checkpointed_at_once(user, settings):
     settings.CALLRECORDER_AUDIT_CHECKPOINT_SECONDS = 1.0
     began = time.monotonic()
-    first, second, third = log_views(user)
-
+    [first] = log_views(user, 1)
     written_at_once = wait_for_lines(settings, 1)
     at_once = time.monotonic() - began
+    second, third = log_views(user, 2, first_call=1)  # within the interval
+
+    held_back = checkpoint_lines(settings)
     written_later = wait_for_lines(settings, 2)
 
     assert [line["seq"] for line in written_at_once] == [first.pk]
     assert at_once < 0.9  # not held back for the interval
+    assert [line["seq"] for line in held_back] == [first.pk]
     assert [line["seq"] for line in written_later] == [first.pk, third.pk]
     path = settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR / audit.CHECKPOINT_FILE
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
