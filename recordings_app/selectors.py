@@ -164,11 +164,6 @@ async def live_socket_for_call(
     return await sockets.filter(call_id=call_id).order_by("-id").afirst()
 
 
-async def call_still_live(*, call_id: int) -> bool:
-    """Another socket records the same call (Vonage reconnected)."""
-    return await LiveSocket.objects.alive().filter(call_id=call_id).aexists()
-
-
 def calls_in_progress(numbers: list[str] | None) -> list[dict]:
     """Every call being recorded now on these lines (None: all), in any
     process: a dashboard's first picture."""

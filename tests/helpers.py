@@ -372,6 +372,7 @@ class DaphneServer:
         if uvicorn:  # as README's production section runs it
             server = ["uvicorn", "--host", "127.0.0.1", "--port", str(self.port)]
             server += ["--ws-max-size", str(1024 * 1024)]
+            server += ["--loop", "uvloop", "--http", "httptools"]
         else:
             server = ["daphne", "-b", "127.0.0.1", "-p", str(self.port)]
             server += daphne_args or []

@@ -244,8 +244,8 @@ async def test_audio_frames_skip_the_per_message_database_thread_hop(monkeypatch
 
 @pytest.mark.parametrize(
     ("module", "slow_step"),
-    [(access, "token_use"), (calls, "call_for_socket")],
-    ids=["token_use", "call_for_socket"],
+    [(access, "tokens_use"), (calls, "call_socket_open")],
+    ids=["tokens_use", "call_socket_open"],
 )
 async def test_a_socket_cut_off_while_it_opens_still_records_the_audio_queued(
     monkeypatch, module, slow_step

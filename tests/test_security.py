@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -30,6 +31,7 @@ from .helpers import (
     record,
     recordings_of,
     send_frames,
+    socket_path,
     wav_of,
 )
 
@@ -564,6 +566,31 @@ async def test_a_webhooks_jwt_cannot_open_the_socket_again(settings):
 
 
 @socket_tests
+async def test_a_refused_replay_leaves_the_sockets_own_token_unspent(settings):
+    """Both tokens are spent together or not at all: the socket URI of a
+    socket refused for a replayed JWT still opens for Vonage's retry with a
+    fresh JWT."""
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+
+    def bearer(token: str) -> list[tuple[bytes, bytes]]:
+        return [(b"authorization", f"Bearer {token}".encode())]
+
+    used = vonage_jwt(SECRET, sha256(b""))
+    first = await open_socket(1, headers=bearer(used))
+    await first.disconnect()
+    query = socket_path(2).partition("?")[2]
+    replayed = await open_socket(2, query=query, headers=bearer(used))
+    assert await closed_with(replayed) == 4409
+
+    fresh = vonage_jwt(SECRET, sha256(b""))
+    retry = await open_socket(2, query=query, headers=bearer(fresh))
+    await send_frames(retry, pcm(0.2, 16000), 640)
+    await retry.disconnect()
+
+    assert len(await recordings_of(2)) == 1
+
+
+@socket_tests
 async def test_a_database_error_on_a_key_press_costs_the_event_not_the_call(
     monkeypatch,
 ):
@@ -575,6 +602,9 @@ async def test_a_database_error_on_a_key_press_costs_the_event_not_the_call(
     audio = pcm(0.4, 16000)
     communicator = await open_socket()
     await send_frames(communicator, audio[:6400], 640)
+    connected = CallEvent.objects.filter(status="websocket:connected")
+    while not await connected.aexists():  # the socket is recording
+        await asyncio.sleep(0.01)
     monkeypatch.setattr(calls, "socket_event_record", database_down)
     await communicator.send_to(text_data='{"event":"websocket:dtmf","digit":"1"}')
     await send_frames(communicator, audio[6400:], 640)

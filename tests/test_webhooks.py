@@ -295,3 +295,29 @@ def test_malformed_event_gets_400_with_a_reason_and_stores_nothing(
 def test_webhooks_refuse_other_methods(client):
     assert client.put(reverse("recordings:event_webhook")).status_code == 405
     assert client.delete(reverse("recordings:answer_webhook")).status_code == 405
+
+
+def test_spent_tokens_are_forgotten_once_they_expire_but_not_on_every_request(
+    monkeypatch,
+):
+    """The table of spent tokens does not grow for ever, and a burst of
+    webhooks does not pay a delete each: expired rows go once a minute."""
+    from recordings_app.models import UsedToken
+    from recordings_app.services import access
+
+    monkeypatch.setattr(access, "_tokens_pruned_at", float("-inf"))
+    assert access.token_use(key="jwt:old", valid_for=-1)  # already expired
+    assert access.token_use(key="jwt:fresh", valid_for=300)
+    assert set(UsedToken.objects.values_list("key", flat=True)) == {
+        "jwt:old",
+        "jwt:fresh",
+    }  # within the minute: not pruned yet
+
+    monkeypatch.setattr(access, "_tokens_pruned_at", access._tokens_pruned_at - 61)
+    assert access.token_use(key="jwt:next", valid_for=300)
+
+    assert set(UsedToken.objects.values_list("key", flat=True)) == {
+        "jwt:fresh",
+        "jwt:next",
+    }
+    assert not access.token_use(key="jwt:fresh", valid_for=300)  # still a replay

@@ -203,11 +203,6 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         except InvalidSocketMessage as error:
             await self.refuse(CLOSE_UNSUPPORTED_AUDIO, str(error))
             return
-        # The NCCO also echoes the ids as headers in this message; the ones
-        # the token vouches for (authenticate) are the ones that count.
-        self.call = await database_sync_to_async(calls.call_for_socket)(
-            call_uuid=self.call_uuid, conversation_uuid=self.conversation_uuid
-        )
         self.spool = SpoolWriter(
             settings.SPOOL_DIR,
             call_uuid=self.call_uuid,
@@ -216,14 +211,37 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             flush_seconds=settings.CALLRECORDER_SPOOL_FLUSH_SECONDS,
         )
         self.max_samples = sample_rate * settings.CALLRECORDER_MAX_CALL_SECONDS
+        channel_name = await LivePresence.new_channel(
+            self.channel_layer, call_uuid=self.call_uuid
+        )
+        live = channel_name and {
+            "channel_name": channel_name,
+            "spool_name": self.spool.path.name,
+            "sample_rate": sample_rate,
+        }
+        # The NCCO also echoes the ids as headers in this message; the ones
+        # the token vouches for (authenticate) are the ones that count. If
+        # the database fails here, the spool (no audio yet) is left to
+        # recovery, as any spool whose recording could not be stored.
+        self.call, live_socket = await database_sync_to_async(calls.call_socket_open)(
+            call_uuid=self.call_uuid,
+            conversation_uuid=self.conversation_uuid,
+            connected=connected,
+            fingerprint=self.event_fingerprint(),
+            live=live or None,
+        )
         self.presence = LivePresence(
             channel_layer=self.channel_layer,
             call=self.call,
             call_uuid=self.call_uuid,
             spool=self.spool,
         )
-        await self.store_event("websocket:connected", connected)
-        await self.presence.start()
+        self.presence.start(live_socket)
+
+    def event_fingerprint(self) -> str:
+        """Two identical DTMF presses are two events: the position on the
+        socket tells them apart."""
+        return f"socket:{self.socket_id}:{self.message_count}"
 
     async def receive_audio(self, frame: bytes) -> None:
         if self.refused:
@@ -249,15 +267,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
                 )
 
     async def store_event(self, event: str, payload: dict[str, Any]) -> None:
-        # Two identical DTMF presses are two events: the position on the
-        # socket tells them apart. A database error costs the event, never
-        # the call: the audio goes on.
+        # A database error costs the event, never the call: the audio goes on.
         try:
             await database_sync_to_async(calls.socket_event_record)(
                 call=self.call,
                 event=event,
                 payload=payload,
-                fingerprint=f"socket:{self.socket_id}:{self.message_count}",
+                fingerprint=self.event_fingerprint(),
                 paused=self.spool is not None and self.spool.paused,
             )
         except Exception:
@@ -280,11 +296,13 @@ class RecordingConsumer(AsyncWebsocketConsumer):
         # No pause now: the audio is complete. The call stays with the
         # monitor (heartbeat, no level) until its presence stops: storing a
         # long call can take a while, and it is live until its recording is in.
-        self.presence.ending = True
+        if self.presence is not None:
+            self.presence.ending = True
         try:
             await self.store_recording(code)
         finally:
-            await self.presence.stop()
+            if self.presence is not None:
+                await self.presence.stop()
         run_in_background(purge_old_calls_if_due)
 
     async def store_recording(self, code: int) -> None:

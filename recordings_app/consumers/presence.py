@@ -14,13 +14,10 @@ import logging
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from ..audio.spool import SpoolWriter
 from ..live import events
 from ..live.monitor import monitor
-from ..models import Call
-from ..selectors import call_still_live
+from ..models import Call, LiveSocket
 from ..services import live_sockets, recordings
 from .tasks import write_quietly
 
@@ -66,16 +63,26 @@ class LivePresence:
     def paused(self) -> bool:
         return self.spool.paused
 
-    async def start(self) -> None:
-        """Show the call on dashboards and take pause and listen-in requests."""
-        if self.channel_layer is None:
-            return
+    @staticmethod
+    async def new_channel(channel_layer, *, call_uuid: str) -> str:
+        """The channel pause and listen-in requests will come on; "" if none."""
+        if channel_layer is None:
+            return ""
         try:
-            self.channel_name = await self.channel_layer.new_channel()
-            live_socket = await self._open_row()
+            return await channel_layer.new_channel()
         except Exception:
-            logger.exception("call %s: not shown live", self.call_uuid)
+            logger.exception("call %s: not shown live", call_uuid)
+            return ""
+
+    def start(self, live_socket: LiveSocket | None) -> None:
+        """Show the call on dashboards and take pause and listen-in requests.
+
+        live_socket: the call's live row (None: not shown live), made in
+        the same transaction as the socket's call (calls.call_socket_open).
+        """
+        if live_socket is None:
             return
+        self.channel_name = live_socket.channel_name
         self.live_socket_id = live_socket.pk
         self.outbox = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.outbox_task = asyncio.ensure_future(self.deliver())
@@ -84,14 +91,6 @@ class LivePresence:
         self.publish(
             "call.started",
             call=events.call_summary(self.call, live_since=live_socket.started_at),
-        )
-
-    async def _open_row(self):
-        return await database_sync_to_async(live_sockets.live_socket_open)(
-            call=self.call,
-            channel_name=self.channel_name,
-            spool_name=self.spool.path.name,
-            sample_rate=self.spool.sample_rate,
         )
 
     def hear(self, frame: bytes) -> None:
@@ -114,26 +113,20 @@ class LivePresence:
         for channel in list(self.listeners):
             self.post(channel, {"type": "listen.ended"})
         self.listeners.clear()
-        await write_quietly(
+        still_live = await write_quietly(
             live_sockets.live_socket_close,
             call_uuid=self.call_uuid,
             live_socket_id=self.live_socket_id,
+            call_id=self.call_id,
         )
         self.live_socket_id = None
-        if not await self._still_live_elsewhere():
+        if not still_live:
             self.publish("call.ended")
         try:  # what is queued goes out, unless Redis has stalled
             await asyncio.wait_for(self.outbox.join(), OUTBOX_DRAIN_SECONDS)
         except TimeoutError:
             logger.warning("call %s: live pages not told of the end", self.call_uuid)
         self.outbox_task.cancel()
-
-    async def _still_live_elsewhere(self) -> bool:
-        """Another socket records the same call (Vonage reconnected)."""
-        try:
-            return await call_still_live(call_id=self.call_id)
-        except Exception:
-            return False
 
     def publish(self, event_type: str, **fields: Any) -> None:
         """Tell live pages what happened to this call."""

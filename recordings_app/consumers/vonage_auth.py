@@ -88,12 +88,12 @@ async def authenticate(scope) -> SocketCall:
     # Each one-time token is remembered as long as it could pass its age
     # check. A Vonage JWT shares its key with the webhooks': one token,
     # one use, wherever it is presented.
-    uses = [(f"socket:{token}", settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE)]
+    uses = {f"socket:{token}": settings.CALLRECORDER_SOCKET_TOKEN_MAX_AGE}
     if settings.VONAGE_SIGNATURE_SECRET:
-        uses.append((f"jwt:{claims['jti']}", settings.VONAGE_SIGNATURE_MAX_AGE))
-    for key, max_age in uses:
-        if not await database_sync_to_async(access.token_use)(
-            key=key, valid_for=max_age + signatures.CLOCK_SKEW_SECONDS
-        ):
-            raise SocketRefused(CLOSE_TOKEN_REUSED, "the token was used before")
+        uses[f"jwt:{claims['jti']}"] = settings.VONAGE_SIGNATURE_MAX_AGE
+    valid_for = {
+        key: max_age + signatures.CLOCK_SKEW_SECONDS for key, max_age in uses.items()
+    }
+    if not await database_sync_to_async(access.tokens_use)(valid_for=valid_for):
+        raise SocketRefused(CLOSE_TOKEN_REUSED, "the token was used before")
     return SocketCall(call_uuid=call_uuid, conversation_uuid=token_conversation)

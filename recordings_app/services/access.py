@@ -8,32 +8,58 @@ verifies it.
 from __future__ import annotations
 
 import functools
+import time
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ..models import GENESIS_HASH, AccessLogEntry, Call, Recording, UsedToken
 from . import audit
 
+# Expired tokens are pruned at most this often per process: deleting them in
+# every webhook's transaction cost a statement per request.
+TOKEN_PRUNE_SECONDS = 60.0
+_tokens_pruned_at = -TOKEN_PRUNE_SECONDS
+
+
+def tokens_use(*, valid_for: dict[str, float]) -> bool:
+    """Mark one-time tokens used (key -> seconds it must be remembered).
+
+    False if any of them was used before (a replay); then none is marked.
+    Call it inside the transaction of the work the tokens allow, so a
+    request that fails leaves them unused for Vonage's retry. One INSERT ...
+    ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike), not a savepoint
+    and an insert each: a burst of webhooks costs one round trip apiece.
+    """
+    global _tokens_pruned_at
+    now = timezone.now()
+    if time.monotonic() - _tokens_pruned_at >= TOKEN_PRUNE_SECONDS:
+        _tokens_pruned_at = time.monotonic()
+        UsedToken.objects.filter(expires_at__lt=now).delete()
+    keys = [key[:255] for key in valid_for]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(UsedToken._meta.db_table)} ({quote('key')}, "
+        f"{quote('expires_at')}) VALUES {', '.join(['(%s, %s)'] * len(keys))} "
+        f"ON CONFLICT ({quote('key')}) DO NOTHING RETURNING {quote('key')}"
+    )
+    params = []
+    for key, seconds in zip(keys, valid_for.values(), strict=True):
+        params += [key, now + timedelta(seconds=seconds)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        marked = [key for (key,) in cursor.fetchall()]
+    if len(marked) == len(set(keys)):
+        return True
+    UsedToken.objects.filter(key__in=marked).delete()
+    return False
+
 
 def token_use(*, key: str, valid_for: float) -> bool:
-    """Mark a one-time token used; False if it was used before (a replay).
-
-    Call it inside the transaction of the work the token allows, so a
-    request that fails leaves its token unused for Vonage's retry.
-    """
-    now = timezone.now()
-    UsedToken.objects.filter(expires_at__lt=now).delete()
-    try:
-        with transaction.atomic():
-            UsedToken.objects.create(
-                key=key[:255], expires_at=now + timedelta(seconds=valid_for)
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Mark one one-time token used; False if it was used before (a replay)."""
+    return tokens_use(valid_for={key: valid_for})
 
 
 class System:

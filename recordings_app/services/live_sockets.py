@@ -26,8 +26,14 @@ def live_sockets_seen(*, live_socket_ids: list[int]) -> int:
     return rows.update(seen_at=Now())
 
 
-def live_socket_close(*, live_socket_id: int) -> None:
+def live_socket_close(*, live_socket_id: int, call_id: int) -> bool:
+    """The socket's recording is stored: its row goes. True if the call is
+    still live on another socket (Vonage reconnected), so dashboards keep it.
+
+    Both in one trip to the database thread: every call ends here.
+    """
     LiveSocket.objects.filter(pk=live_socket_id).delete()
+    return LiveSocket.objects.alive().filter(call_id=call_id).exists()
 
 
 def live_sockets_end(*, spool_name: str) -> None:
