@@ -13,13 +13,27 @@ Targets, each a fresh server pinned to core 0 (this driver runs on core 1):
               in-memory channel layer, DEBUG);
 - production: the app as README's Production section runs a worker
               (Uvicorn, DEBUG=false, signed webhooks, PostgreSQL, Redis);
-- floor:      bench/floor_server.py, a bare asyncio recorder;
+- floor:      bench/floor_http.py, a bare aiohttp.web recorder (answer and
+              event webhooks, socket; bench/floor_server.py, GET only,
+              stays run.py's floor); floor-uvloop, the same on uvloop
+              (not in the default targets);
 - reference:  bench/reference, a plain Django + Channels recorder under
               Daphne on SQLite (one row per webhook, one file per socket).
 
 Reported per rate: answer latency p50/p99/max, answer-to-streaming
 p50/p99/max, calls lost (no answer within 5 s, a socket refused or cut),
 calls whose recording is complete, and the server's and this driver's CPU.
+
+The driver runs on uvloop (`--loop asyncio`: the standard loop) and speaks
+HTTP/1.1 and WebSocket itself, as asyncio protocols: a keep-alive pool whose
+request is one write and a parse of the response head (HttpPool; about 25 us
+a request, aiohttp's client about 75, httpx more), and a socket that is a
+handshake, a text frame, the Ticker's prebuilt frames and a close (about a
+sixth of a `websockets` client's cost). That leaves most of its core to the
+frames themselves (a 640-byte write to a loopback socket is about 10 us of
+kernel time, 48,000 a second at 320 calls/s): it starts 320 calls a second
+on under half its core (630 of 640 asked), where httpx and `websockets` on
+the standard loop started 40-60 on all of it.
 
     .venv/bin/python bench/cps.py                       # every target, every step
     .venv/bin/python bench/cps.py --targets floor,runserver --rates 10,20,40
@@ -29,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -40,10 +56,11 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import psutil
-import websockets
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -58,6 +75,7 @@ from run import (  # noqa: E402
     stop_everything,
 )
 
+from recordings_app.simulator import SimulationError  # noqa: E402
 from recordings_app.simulator.caller import (  # noqa: E402
     _compact,
     _signed,
@@ -67,6 +85,7 @@ from recordings_app.simulator.caller import (  # noqa: E402
 WORK = Path("/tmp/bench/cps")
 RESULTS = ROOT / "bench/results"
 TARGETS = ("runserver", "production", "floor", "reference")
+EXTRA_TARGETS = ("floor-uvloop",)
 RATES = (10, 20, 40, 80, 160, 320)
 ANSWER_TIMEOUT = 5.0  # Vonage's longest wait for the answer webhook
 SECRET = "bench-signature-secret-" + "s" * 20
@@ -154,14 +173,15 @@ class Target:
                 "--proxy-headers",
                 "callrecorder.asgi:application",
             ]
-        elif name == "floor":
+        elif name in ("floor", "floor-uvloop"):
             command = [
                 PYTHON,
-                str(ROOT / "bench/floor_server.py"),
+                str(ROOT / "bench/floor_http.py"),
                 "--port",
                 port,
                 "--dir",
                 str(self.dir / "audio"),
+                *(["--uvloop"] if name == "floor-uvloop" else []),
             ]
         else:
             cwd = ROOT / "bench/reference"
@@ -221,7 +241,7 @@ class Target:
 
     def complete(self, frames_by_uuid: dict[str, int]) -> int:
         """How many of these calls have every frame sent in a finished recording."""
-        if self.name in ("floor", "reference"):
+        if self.name in ("floor", "floor-uvloop", "reference"):
             found = 0
             for call_uuid, frames in frames_by_uuid.items():
                 done = self.dir / "audio" / f"{call_uuid}.done"
@@ -309,22 +329,386 @@ class Ticker:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
 
-async def post_event(http, url: str, payload: dict, secret: str, step: Step) -> None:
+class _Http(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the pool, one request at a time.
+
+    The response head is parsed here (status, Content-Length or chunked or
+    until the server closes, Connection); the body is kept whole.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future | None = None
+        self.started = 0.0  # when the request in flight went out
+        self._buffer = b""
+        self._head: tuple | None = None  # (status, length or -1 chunked or None, keep)
+        self._got_bytes = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def send(self, request: bytes) -> asyncio.Future:
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        self._buffer, self._head, self._got_bytes = b"", None, False
+        self.transport.write(request)
+        return waiter
+
+    def usable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def fresh_failure(self) -> bool:
+        """Failed before any byte of its response: the server closed it idle."""
+        return not self._got_bytes
+
+    def abort(self, error: Exception) -> None:
+        self._fail(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            self.abort(ConnectionError("bytes from the server between requests"))
+            return
+        self._got_bytes = True
+        self._buffer += data
+        try:
+            self._parse()
+        except ValueError as error:
+            self.abort(ConnectionError(f"bad HTTP response: {error}"))
+
+    def _parse(self) -> None:
+        buffer = self._buffer
+        if self._head is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = buffer[:end].split(b"\r\n")
+            version, status = lines[0][:8], int(lines[0][9:12])
+            length, connection, chunked = None, b"", False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif name == b"connection":
+                    connection = value.strip().lower()
+            keep = (
+                connection != b"close"
+                if version == b"HTTP/1.1"
+                else connection == b"keep-alive"
+            )
+            if chunked:
+                length = -1
+            elif length is None:
+                keep = False  # the body runs to the close
+            self._head = (status, length, keep)
+            buffer = self._buffer = buffer[end + 4 :]
+        status, length, keep = self._head
+        if length is None:
+            return  # connection_lost ends it
+        if length >= 0:
+            if len(buffer) < length:
+                return
+            self._done(status, buffer[:length], keep and len(buffer) == length)
+            return
+        body, at = [], 0
+        while True:  # chunked: size line, chunk, CRLF; a 0 size and CRLF end it
+            line_end = buffer.find(b"\r\n", at)
+            if line_end < 0:
+                return
+            size = int(buffer[at:line_end].split(b";")[0], 16)
+            if size == 0:
+                if buffer.find(b"\r\n\r\n", line_end) < 0:
+                    return  # trailers not all in yet
+                self._done(status, b"".join(body), keep)
+                return
+            if len(buffer) < line_end + 2 + size + 2:
+                return
+            body.append(buffer[line_end + 2 : line_end + 2 + size])
+            at = line_end + 2 + size + 2
+
+    def _done(self, status: int, body: bytes, keep: bool) -> None:
+        waiter, self.waiter = self.waiter, None
+        self._buffer = b""
+        if not keep:
+            self.transport.close()
+        if not waiter.done():
+            waiter.set_result((status, body, keep))
+
+    def _fail(self, error: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and self._head and self._head[1] is None:
+            self._done(self._head[0], self._buffer, False)
+        self._fail(ConnectionError("the server closed the connection"))
+
+
+class HttpPool:
+    """A keep-alive HTTP/1.1 client for one server: a request costs one write.
+
+    httpx (and aiohttp's client, 3-4 times less but still ~75 us) spent most
+    of this driver's core on the 8 webhooks of a call; this one is a parser
+    of the response head and a list of idle connections. A request whose
+    reused connection the server had closed is sent again on a new one; one
+    sweep a second fails requests in flight for over `timeout` (httpx's 30 s).
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._host_header = f"Host: {host}:{port}\r\n"
+        self._idle: list[_Http] = []
+        self._busy: set[_Http] = set()
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep())
+
+    async def _connect(self) -> _Http:
+        async with asyncio.timeout(self.timeout):
+            _, connection = await self._loop.create_connection(
+                _Http, self.host, self.port
+            )
+        return connection
+
+    async def request(
+        self, method: str, target: str, headers: dict, body: bytes = b""
+    ) -> tuple[int, bytes]:
+        """Send one request; its status and body (ConnectionError, TimeoutError)."""
+        head = [f"{method} {target} HTTP/1.1\r\n", self._host_header]
+        if body or method == "POST":
+            head.append(f"Content-Length: {len(body)}\r\n")
+        head.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+        head.append("\r\n")
+        request = "".join(head).encode("latin-1") + body
+        while True:
+            connection = None
+            while self._idle and connection is None:
+                connection = self._idle.pop()
+                if not connection.usable():
+                    connection = None
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect()
+            connection.started = self._loop.time()
+            self._busy.add(connection)
+            try:
+                status, data, keep = await connection.send(request)
+            except ConnectionError:
+                if reused and connection.fresh_failure():
+                    continue  # closed idle by the server: once more, on a new one
+                raise
+            except BaseException:  # cancelled (the answer's 5 s): not reusable
+                connection.abort(ConnectionError("request abandoned"))
+                raise
+            finally:
+                self._busy.discard(connection)
+            if keep and connection.usable():
+                self._idle.append(connection)
+            return status, data
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            late = self._loop.time() - self.timeout
+            for connection in [c for c in self._busy if c.started < late]:
+                connection.abort(TimeoutError("no response in time"))
+
+    def close(self) -> None:
+        self._sweeper.cancel()
+        for connection in (*self._idle, *self._busy):
+            if connection.transport is not None:
+                connection.transport.close()
+        self._idle.clear()
+
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    """One client frame (FIN set, masked with _MASK), RFC 6455 section 5.2."""
+    size = len(payload)
+    if size < 126:
+        length = bytes((0x80 | size,))
+    elif size < 65536:
+        length = b"\xfe" + size.to_bytes(2, "big")
+    else:
+        length = b"\xff" + size.to_bytes(8, "big")
+    mask = _MASK * (size // 4 + 1)
+    return (
+        bytes((0x80 | opcode,))
+        + length
+        + _MASK
+        + bytes(byte ^ mask[index] for index, byte in enumerate(payload))
+    )
+
+
+_CLOSE_FRAME = _masked(0x8, (1000).to_bytes(2, "big"))
+
+
+class _Socket(asyncio.Protocol):
+    """A WebSocket client connection: the handshake, then the server's frames.
+
+    Frames out go straight to the transport (the text message here, the
+    audio from the Ticker); the server's pings are answered and its close
+    frame ends the socket, as `websockets` does, for a sixth of its cost.
+    """
+
+    def __init__(self, accept: bytes) -> None:
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.opened = loop.create_future()  # the 101 came (or an error)
+        self.closed = loop.create_future()  # the TCP connection is gone
+        self.close_received = False
+        self._accept = accept
+        self._buffer = b""
+        self._open = False
+        self._close_sent = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        if not self._open:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = buffer
+                return
+            lines = buffer[:end].split(b"\r\n")
+            accept = b""
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-accept":
+                    accept = value.strip()
+            if lines[0][9:12] != b"101" or accept != self._accept:
+                self._fail(ConnectionError(f"handshake refused: {lines[0][:60]!r}"))
+                return
+            self._open = True
+            if not self.opened.done():
+                self.opened.set_result(None)
+            buffer = buffer[end + 4 :]
+        while len(buffer) >= 2:  # the server's frames: unmasked
+            opcode, size, at = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if size == 126:
+                if len(buffer) < 4:
+                    break
+                size, at = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    break
+                size, at = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < at + size:
+                break
+            payload, buffer = buffer[at : at + size], buffer[at + size :]
+            if opcode == 0x9:  # ping
+                self.transport.write(_masked(0xA, payload))
+            elif opcode == 0x8:
+                self.close_received = True
+                self.close()
+        self._buffer = buffer
+
+    def close(self) -> None:
+        """Send the close frame, once (then the server closes the TCP side)."""
+        if not self._close_sent and self.transport is not None:
+            self._close_sent = True
+            if not self.transport.is_closing():
+                self.transport.write(_CLOSE_FRAME)
+
+    def _fail(self, error: Exception) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._fail(ConnectionError("the server closed the connection"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def open_socket(
+    uri: str, headers: dict, timeout: float = 10.0
+) -> tuple[asyncio.Transport, _Socket]:
+    """The WebSocket handshake of a ws:// uri (OSError, TimeoutError)."""
+    url = urlsplit(uri)
+    if url.scheme != "ws":
+        raise RuntimeError(f"this driver dials ws:// only, not {uri}")
+    key = base64.b64encode(os.urandom(16))
+    accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
+    target = url.path + (f"?{url.query}" if url.query else "")
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: {url.netloc}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key.decode()}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        transport, socket = await loop.create_connection(
+            lambda: _Socket(accept), url.hostname, url.port or 80
+        )
+        try:
+            transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            await socket.opened
+        except BaseException:
+            transport.abort()
+            raise
+    return transport, socket
+
+
+async def close_socket(socket: _Socket, timeout: float = 10.0) -> None:
+    """The closing handshake; then wait for the server to close the TCP side."""
+    socket.close()
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(socket.closed)
+    except TimeoutError:
+        if socket.transport is not None:
+            socket.transport.abort()
+
+
+async def post_event(
+    http: HttpPool, path: str, payload: dict, secret: str, step: Step
+) -> None:
     body = _compact(payload)
     try:
-        response = await http.post(
-            url,
-            content=body,
-            headers={"Content-Type": "application/json", **_signed(secret, body)},
+        status, _ = await http.request(
+            "POST",
+            path,
+            {"Content-Type": "application/json", **_signed(secret, body)},
+            body,
         )
-        if response.status_code != 200:
+        if status != 200:
             step.event_failures += 1
-    except httpx.HTTPError:
+    except (ConnectionError, OSError, TimeoutError):
         step.event_failures += 1
 
 
+async def get_answer(http: HttpPool, caller: dict, secret: str) -> object:
+    status, body = await http.request(
+        "GET",
+        "/webhooks/answer?" + urlencode(caller),
+        _signed(secret, _compact(caller)),
+    )
+    if not 200 <= status < 300:  # as httpx's raise_for_status
+        raise ConnectionError(f"the answer webhook answered {status}")
+    return json.loads(body)
+
+
 async def one_call(
-    http, target: Target, seconds: float, step: Step, ticker: Ticker
+    http: HttpPool,
+    target: Target,
+    seconds: float,
+    step: Step,
+    ticker: Ticker,
 ) -> None:
     call_uuid, conversation = str(uuid.uuid4()), f"CON-{uuid.uuid4()}"
     caller = {
@@ -333,7 +717,7 @@ async def one_call(
         "uuid": call_uuid,
         "conversation_uuid": conversation,
     }
-    event_url, secret = target.url + "/webhooks/event", target.secret
+    event_url, secret = "/webhooks/event", target.secret
     events = []
 
     def event(payload: dict) -> None:
@@ -352,17 +736,9 @@ async def one_call(
     for status in ("started", "ringing"):
         event({**caller, "status": status, "direction": "inbound"})
     try:
-        response = await asyncio.wait_for(
-            http.get(
-                target.url + "/webhooks/answer",
-                params=caller,
-                headers=_signed(secret, _compact(caller)),
-            ),
-            ANSWER_TIMEOUT,
-        )
-        response.raise_for_status()
-        endpoint = _websocket_connect(response.json())
-    except (TimeoutError, httpx.HTTPError, ValueError) as error:
+        ncco = await asyncio.wait_for(get_answer(http, caller, secret), ANSWER_TIMEOUT)
+        endpoint = _websocket_connect(ncco)
+    except (TimeoutError, OSError, ValueError, SimulationError) as error:
         step.lost[
             "no answer in 5 s" if isinstance(error, TimeoutError) else "answer refused"
         ] += 1
@@ -383,31 +759,27 @@ async def one_call(
     sent = 0
     try:
         signed = (endpoint.get("authorization") or {}).get("type") == "vonage"
-        async with websockets.connect(
-            endpoint["uri"],
-            open_timeout=10,
-            max_size=2**20,
-            compression=None,
-            additional_headers=_signed(secret if signed else "", b""),
-        ) as socket:
-            await socket.send(
-                json.dumps(
-                    {
-                        "event": "websocket:connected",
-                        "content-type": "audio/l16;rate=16000",
-                        **endpoint.get("headers", {}),
-                    }
-                )
-            )
+        transport, socket = await open_socket(
+            endpoint["uri"], _signed(secret if signed else "", b"")
+        )
+        try:
+            connected = {
+                "event": "websocket:connected",
+                "content-type": "audio/l16;rate=16000",
+                **endpoint.get("headers", {}),
+            }
+            transport.write(_masked(0x1, json.dumps(connected).encode()))
             event({**leg, "status": "answered"})
             sent = await ticker.stream(
-                socket.transport,
+                transport,
                 frames,
                 lambda: step.streams.append(time.monotonic() - answered),
             )
+        finally:
+            await close_socket(socket)
         if sent < frames:
             step.lost["socket cut"] += 1
-    except (OSError, TimeoutError, websockets.WebSocketException):
+    except (OSError, TimeoutError):
         step.lost["socket refused or cut"] += 1
     step.frames_by_uuid[call_uuid] = sent if sent == frames else -1
     event({**leg, "status": "completed"})
@@ -428,8 +800,8 @@ async def run_step(
     step = Step()
     ticker = Ticker()
     ticking = asyncio.ensure_future(ticker.run())
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=500)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+    http = HttpPool("127.0.0.1", target.port)  # unbounded, as httpx's was
+    try:
         cpu_before, client_before = target.cpu_seconds(), time.process_time()
         began = time.monotonic()
         calls = []
@@ -447,6 +819,8 @@ async def run_step(
         wall = time.monotonic() - began
         server_cpu = (target.cpu_seconds() - cpu_before) / wall
         client_cpu = (time.process_time() - client_before) / wall
+    finally:
+        http.close()
     ticking.cancel()
     expected = {u: f for u, f in step.frames_by_uuid.items() if f > 0}
     deadline = time.monotonic() + 60
@@ -499,7 +873,14 @@ def main() -> None:
     parser.add_argument(
         "--call-seconds", type=float, default=3.0, help="of audio per call"
     )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="this driver's event loop",
+    )
     args = parser.parse_args()
+    loop_factory = uvloop.new_event_loop if args.loop == "uvloop" else None
     os.sched_setaffinity(0, {int(CLIENT_CORE)})
     rows = []
     try:
@@ -507,9 +888,10 @@ def main() -> None:
             target = Target(name)
             try:
                 for rate in map(int, args.rates.split(",")):
-                    row = asyncio.run(
-                        run_step(target, rate, args.seconds, args.call_seconds)
-                    )
+                    with asyncio.Runner(loop_factory=loop_factory) as runner:
+                        row = runner.run(
+                            run_step(target, rate, args.seconds, args.call_seconds)
+                        )
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     if row["lost"] > row["calls"] / 2:

@@ -6,7 +6,12 @@ binary frame to a file of its own. At close it writes `<uuid>.done` with the
 frame count, the size and the time it finished. No Django, no database: what
 is left is the cost of the WebSocket library and the file writes.
 
+It is bench/run.py's floor (audio capacity). The `websockets` server reads
+GET requests only, so it cannot take the event webhooks (POST): bench/cps.py
+uses bench/floor_http.py (aiohttp.web, same answer, files and flags) instead.
+
     .venv/bin/python bench/floor_server.py --port 8001 --dir /tmp/bench/floor
+    .venv/bin/python bench/floor_server.py --port 8001 --dir /tmp/bench/floor --uvloop
 """
 
 from __future__ import annotations
@@ -77,17 +82,12 @@ def make_handlers(port: int, directory: Path):
     return process_request, record
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dir", type=Path, required=True)
-    args = parser.parse_args()
-    args.dir.mkdir(parents=True, exist_ok=True)
-    process_request, record = make_handlers(args.port, args.dir)
+async def run(port: int, directory: Path) -> None:
+    process_request, record = make_handlers(port, directory)
     async with serve(
         record,
         "127.0.0.1",
-        args.port,
+        port,
         process_request=process_request,
         compression=None,
         max_size=2**20,
@@ -95,5 +95,23 @@ async def main() -> None:
         await server.serve_forever()
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the event loop on uvloop"
+    )
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    factory = None
+    if args.uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(run(args.port, args.dir))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

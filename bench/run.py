@@ -126,7 +126,17 @@ class Server:
         host, port = "127.0.0.1", str(self.port)
         command = {
             "daphne": [PYTHON, "-m", "daphne", "-b", host, "-p", port, app],
-            "uvicorn": [PYTHON, "-m", "uvicorn", "--host", host, "--port", port, app],
+            "uvicorn": [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "--host",
+                host,
+                "--port",
+                port,
+                *("--loop", "uvloop", "--http", "httptools"),  # as README says
+                app,
+            ],
             "floor": [PYTHON, str(ROOT / "bench/floor_server.py"), "--port", port],
         }[target]
         if target == "floor":
