@@ -18,7 +18,12 @@ Targets, each a fresh server pinned to core 0 (this driver runs on core 1):
               stays run.py's floor); floor-uvloop, the same on uvloop
               (not in the default targets);
 - reference:  bench/reference, a plain Django + Channels recorder under
-              Daphne on SQLite (one row per webhook, one file per socket).
+              Daphne on SQLite (one row per webhook, one file per socket);
+- runserver@REF, production@REF: the app as it was at git commit REF (a
+              worktree under /tmp/bench/cps, the same venv), for a before
+              and after in one run; production@REF's Uvicorn runs on the
+              standard loop and h11 (what it had before uvloop and
+              httptools were in requirements.txt).
 
 Reported per rate: answer latency p50/p99/max, answer-to-streaming
 p50/p99/max, calls lost (no answer within 5 s, a socket refused or cut),
@@ -37,6 +42,7 @@ the standard loop started 40-60 on all of it.
 
     .venv/bin/python bench/cps.py                       # every target, every step
     .venv/bin/python bench/cps.py --targets floor,runserver --rates 10,20,40
+    .venv/bin/python bench/cps.py --targets production@e406a15,production
 """
 
 from __future__ import annotations
@@ -114,13 +120,15 @@ class Target:
         self.dir = WORK / name
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
+        kind, _, ref = name.partition("@")
+        self.source = source = worktree(ref) if ref else ROOT
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.secret = ""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name_ in ("DATABASE_URL", "REDIS_URL", "DEBUG"):
             env.pop(name_, None)
-        cwd = ROOT
+        cwd = source
         app = {
             "MEDIA_ROOT": str(self.dir / "media"),
             "SPOOL_DIR": str(self.dir / "spool"),
@@ -128,11 +136,11 @@ class Target:
             "CALLRECORDER_MAX_SOCKETS": "100000",
         }
         host, port = "127.0.0.1", str(self.port)
-        if name == "runserver":
+        if kind == "runserver":
             env |= app | {"DATABASE_URL": f"sqlite:///{self.dir}/db.sqlite3"}
             self._migrate(env)
             command = [PYTHON, "manage.py", "runserver", "--noreload", f"{host}:{port}"]
-        elif name == "production":
+        elif kind == "production":
             self.secret = SECRET
             database = f"bench_cps_{os.getpid()}"
             subprocess.run(
@@ -162,12 +170,19 @@ class Target:
                 "REDIS_URL": "redis://127.0.0.1:6379/7",
             }
             self._migrate(env)
+            # README's worker command (uvloop, httptools); before they were
+            # installed Uvicorn ran on the standard loop and h11.
+            loop, http = ("asyncio", "h11") if ref else ("uvloop", "httptools")
             command = [
                 str(ROOT / ".venv/bin/uvicorn"),
                 "--host",
                 host,
                 "--port",
                 port,
+                "--loop",
+                loop,
+                "--http",
+                http,
                 "--ws-max-size",
                 "1048576",
                 "--proxy-headers",
@@ -216,7 +231,7 @@ class Target:
     def _migrate(self, env: dict) -> None:
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
+            cwd=self.source,
             env=env,
             check=True,
             capture_output=True,
@@ -258,7 +273,7 @@ class Target:
             "SELECT c.uuid, r.frame_count FROM recordings_app_recording r"
             " JOIN recordings_app_call c ON c.id = r.call_id"
         )
-        if self.name == "runserver":
+        if self.name.startswith("runserver"):
             with sqlite3.connect(self.dir / "db.sqlite3", timeout=20) as db:
                 rows = db.execute(query).fetchall()
         else:
@@ -272,6 +287,19 @@ class Target:
     def stop(self) -> None:
         stop(self.process)
         self.log.close()
+
+
+def worktree(ref: str) -> Path:
+    """The repository as it was at ref, checked out once under WORK."""
+    path = WORK / f"src-{ref}"
+    if not path.exists():
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--force", str(path), ref],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    return path
 
 
 class Step:
@@ -903,7 +931,7 @@ def main() -> None:
         stop_everything()
     print(table(rows))
     RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M%S")
     (RESULTS / f"cps-{stamp}.json").write_text(json.dumps(rows, indent=2))
     (RESULTS / f"cps-{stamp}.md").write_text(table(rows) + "\n")
 
