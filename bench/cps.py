@@ -22,8 +22,8 @@ Targets, each a fresh server pinned to core 0 (this driver runs on core 1):
 - runserver@REF, production@REF: the app as it was at git commit REF (a
               worktree under /tmp/bench/cps, the same venv), for a before
               and after in one run; production@REF's Uvicorn runs on the
-              standard loop and h11 (what it had before uvloop and
-              httptools were in requirements.txt).
+              standard loop and h11 if REF's requirements.txt has no uvloop
+              (as it ran before uvloop and httptools were added).
 
 Reported per rate: answer latency p50/p99/max, answer-to-streaming
 p50/p99/max, calls lost (no answer within 5 s, a socket refused or cut),
@@ -170,9 +170,10 @@ class Target:
                 "REDIS_URL": "redis://127.0.0.1:6379/7",
             }
             self._migrate(env)
-            # README's worker command (uvloop, httptools); before they were
-            # installed Uvicorn ran on the standard loop and h11.
-            loop, http = ("asyncio", "h11") if ref else ("uvloop", "httptools")
+            # README's worker command (uvloop, httptools); a commit from
+            # before they were in requirements.txt ran the standard loop, h11.
+            fast = "uvloop" in (source / "requirements.txt").read_text()
+            loop, http = ("uvloop", "httptools") if fast else ("asyncio", "h11")
             command = [
                 str(ROOT / ".venv/bin/uvicorn"),
                 "--host",

@@ -162,6 +162,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "recordings_app.middleware.trusted_proxy_headers",  # before anything reads them
+    "recordings_app.middleware.webhooks_skip_page_middleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

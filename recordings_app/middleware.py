@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import reverse
-from django.utils.decorators import sync_and_async_middleware
+from django.urls import Resolver404, resolve, reverse
+from django.utils.decorators import async_only_middleware, sync_and_async_middleware
 
 from . import selectors
 from .addresses import is_trusted_proxy, meta_forwarding
+from .page_middleware import page_middleware_skipped
 
 
 def _settle_forwarding(request: HttpRequest) -> None:
@@ -41,6 +42,28 @@ def trusted_proxy_headers(get_response):
         def middleware(request: HttpRequest):
             _settle_forwarding(request)
             return get_response(request)
+
+    return middleware
+
+
+@async_only_middleware
+def webhooks_skip_page_middleware(get_response):
+    """Second in MIDDLEWARE: a view marked skips_page_middleware (Vonage's
+    webhooks, signed and cookie-less) is called here, without the sessions,
+    CSRF, sign-in and page headers below. Those run in a thread of the
+    request's own (WhiteNoise and django-axes are sync only), a thread
+    started and joined per request; a burst of calls is thousands of
+    webhooks. Async only, so that the middleware above it stay async too."""
+
+    async def middleware(request: HttpRequest):
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return await get_response(request)
+        if not page_middleware_skipped(match.func):
+            return await get_response(request)
+        request.resolver_match = match
+        return await match.func(request, *match.args, **match.kwargs)
 
     return middleware
 

@@ -24,20 +24,22 @@ TOKEN_PRUNE_SECONDS = 60.0
 _tokens_pruned_at = -TOKEN_PRUNE_SECONDS
 
 
-def tokens_use(*, valid_for: dict[str, float]) -> bool:
-    """Mark one-time tokens used (key -> seconds it must be remembered).
+def tokens_use_each(*, valid_for: dict[str, float]) -> set[str]:
+    """Mark one-time tokens used (key -> seconds it must be remembered);
+    return those that were not used before (the others are replays).
 
-    False if any of them was used before (a replay); then none is marked.
     Call it inside the transaction of the work the tokens allow, so a
     request that fails leaves them unused for Vonage's retry. One INSERT ...
     ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike), not a savepoint
-    and an insert each: a burst of webhooks costs one round trip apiece.
+    and an insert each: a burst of webhooks costs one round trip.
     """
     global _tokens_pruned_at
     now = timezone.now()
     if time.monotonic() - _tokens_pruned_at >= TOKEN_PRUNE_SECONDS:
         _tokens_pruned_at = time.monotonic()
         UsedToken.objects.filter(expires_at__lt=now).delete()
+    if not valid_for:
+        return set()
     keys = [key[:255] for key in valid_for]
     quote = connection.ops.quote_name
     sql = (
@@ -50,8 +52,14 @@ def tokens_use(*, valid_for: dict[str, float]) -> bool:
         params += [key, now + timedelta(seconds=seconds)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        marked = [key for (key,) in cursor.fetchall()]
-    if len(marked) == len(set(keys)):
+        return {key for (key,) in cursor.fetchall()}
+
+
+def tokens_use(*, valid_for: dict[str, float]) -> bool:
+    """Mark one-time tokens used, all or none: False if any of them was used
+    before (a replay); then none is marked."""
+    marked = tokens_use_each(valid_for=valid_for)
+    if len(marked) == len({key[:255] for key in valid_for}):
         return True
     UsedToken.objects.filter(key__in=marked).delete()
     return False

@@ -40,8 +40,8 @@ def _call_locked(*, conversation_uuid: str, leg_uuid: str) -> Call:
         lookups.append(Q(uuid=leg_uuid))
         lookups.append(Q(events__leg_uuid=leg_uuid))
     for lookup in lookups:
-        call = Call.objects.select_for_update().filter(lookup).first()
-        if call is not None:
+        # [:1], not first(): no ORDER BY to build and sort (one row matches).
+        for call in Call.objects.select_for_update().filter(lookup)[:1]:
             return call
     try:
         with transaction.atomic():
@@ -104,10 +104,9 @@ def call_event_record(*, event: CallEventData) -> tuple[CallEvent, bool]:
         payload = event_payload_to_keep(payload, hide_digits=hide)
     # The call's row is locked: no other delivery of this event can slip in
     # between the look and the insert (no get_or_create savepoint needed).
-    repeated = CallEvent.objects.filter(
-        call=call, fingerprint=event.fingerprint
-    ).first()
-    if repeated is not None:
+    for repeated in CallEvent.objects.filter(call=call, fingerprint=event.fingerprint)[
+        :1
+    ]:
         return repeated, False
     call_event = CallEvent.objects.create(
         call=call,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -21,6 +25,7 @@ from django.views.decorators.http import require_http_methods
 
 from .. import signatures, vonage
 from ..addresses import UNSIGNED_REFUSED, arrived_forwarded, unsigned_allowed_from
+from ..page_middleware import skips_page_middleware
 from ..services import access, calls
 from ..sockets import AUDIO_SOCKET_PATH
 
@@ -41,53 +46,225 @@ def _unauthorized(reason: str) -> HttpResponse:
     )
 
 
-def vonage_webhook(view: Callable[[HttpRequest], HttpResponse]):
+def _signature_refusal(request: HttpRequest) -> tuple[HttpResponse | None, dict]:
+    """A 401 for a request Vonage did not sign (or, unsigned, did not send
+    from an allowed address); else the token's claims (none when unsigned)."""
+    secret = settings.VONAGE_SIGNATURE_SECRET
+    if not secret:
+        if unsigned_allowed_from(
+            peer=request.META.get("REMOTE_ADDR"), forwarded=arrived_forwarded(request)
+        ):
+            return None, {}
+        return _unauthorized(UNSIGNED_REFUSED), {}
+    try:
+        claims = signatures.verify_vonage_jwt(
+            signatures.bearer_token(request.headers.get("Authorization")),
+            secret=secret,
+            max_age=settings.VONAGE_SIGNATURE_MAX_AGE,
+        )
+        signatures.check_payload_hash(
+            claims,
+            signatures.payload_hashes(
+                method=request.method, body=request.body, query=request.GET.items()
+            ),
+        )
+    except signatures.SignatureError as error:
+        return _unauthorized(str(error)), {}
+    return None, claims
+
+
+REPLAY = "the token was used before: a replay"
+# The most webhooks one transaction writes: a burst's batch stays short.
+WEBHOOKS_PER_TRANSACTION = 64
+
+WebhookView = Callable[[HttpRequest], HttpResponse]
+Job = tuple[WebhookView, HttpRequest, dict]
+
+
+def _token_key(claims: dict) -> str:
+    return f"jwt:{claims['jti']}"
+
+
+def _token_lifetime() -> float:
+    return settings.VONAGE_SIGNATURE_MAX_AGE + signatures.CLOCK_SKEW_SECONDS
+
+
+def _write_alone(view: WebhookView, request: HttpRequest, claims: dict) -> HttpResponse:
+    """One webhook in its own transaction, its token spent with its writes."""
+    with transaction.atomic():
+        if claims and not access.token_use(
+            key=_token_key(claims), valid_for=_token_lifetime()
+        ):
+            return _unauthorized(REPLAY)
+        response = view(request)
+        if response.status_code >= 400:
+            transaction.set_rollback(True)
+        return response
+
+
+class _RefusedInBatch(Exception):
+    """A view refused its request: the batch is undone and written one by one."""
+
+
+def _write_together(jobs: list[Job]) -> list[HttpResponse]:
+    """Several webhooks in one transaction: one INSERT spends their tokens."""
+    with transaction.atomic():
+        fresh = access.tokens_use_each(
+            valid_for={
+                _token_key(claims): _token_lifetime() for _, _, claims in jobs if claims
+            }
+        )
+        responses = []
+        for view, request, claims in jobs:
+            if claims:
+                if _token_key(claims) not in fresh:
+                    responses.append(_unauthorized(REPLAY))
+                    continue
+                fresh.discard(_token_key(claims))  # twice in one batch: a replay
+            response = view(request)
+            if response.status_code >= 400:
+                raise _RefusedInBatch
+            responses.append(response)
+        return responses
+
+
+def _connection_checked(write: Callable) -> Callable:
+    """As Channels' database_sync_to_async: a broken or expired connection
+    of the database thread is dropped before and after the writes; but none
+    inside a transaction (a test's: the test client writes on its thread)."""
+
+    @functools.wraps(write)
+    def checked(*args):
+        if not connection.in_atomic_block:
+            close_old_connections()
+        try:
+            return write(*args)
+        finally:
+            if not connection.in_atomic_block:
+                close_old_connections()
+
+    return sync_to_async(checked, thread_sensitive=True)
+
+
+_write_alone_in_thread = _connection_checked(_write_alone)
+_write_together_in_thread = _connection_checked(_write_together)
+
+
+class _GroupCommit:
+    """Webhooks that arrive while a transaction is being written go together
+    into the next one: a burst of calls costs a database hop and a commit
+    per batch, not per request, and each request is still answered only
+    once its own writes are committed. Batches are written one at a time,
+    in arrival order (a call's events keep their order, and two batches
+    cannot deadlock), answers first: Vonage drops a call whose answer takes
+    5 s, while an event can wait. A batch that fails is written again one
+    request at a time, so a bad request fails alone. Alone, a request waits
+    for nobody.
+    """
+
+    def __init__(self) -> None:
+        self._answers: list[tuple[Job, asyncio.Future]] = []
+        self._events: list[tuple[Job, asyncio.Future]] = []
+        self._writer: asyncio.Future | None = None
+
+    async def write(self, job: Job, *, urgent: bool) -> HttpResponse:
+        answered = asyncio.get_running_loop().create_future()
+        (self._answers if urgent else self._events).append((job, answered))
+        if self._writer is None:
+            # Not in this request's ThreadSensitiveContext: the writer
+            # outlives the request, and its context's thread with it. Then
+            # the writes go to the process's database thread (or, under the
+            # test client, to the test's own thread).
+            context = contextvars.copy_context()
+            context.run(SyncToAsync.thread_sensitive_context.set, None)
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_waiting(), context=context
+            )
+        return await answered
+
+    def _next_batch(self) -> list[tuple[Job, asyncio.Future]]:
+        batch = self._answers[:WEBHOOKS_PER_TRANSACTION]
+        del self._answers[:WEBHOOKS_PER_TRANSACTION]
+        room = WEBHOOKS_PER_TRANSACTION - len(batch)
+        batch += self._events[:room]
+        del self._events[:room]
+        return batch
+
+    async def _write_waiting(self) -> None:
+        try:
+            while batch := self._next_batch():
+                try:
+                    outcomes = await self._outcomes([job for job, _ in batch])
+                except BaseException as error:  # cancelled: the server stops
+                    for _, answered in batch:
+                        if not answered.done():
+                            answered.set_exception(error)
+                    raise
+                for (_, answered), outcome in zip(batch, outcomes, strict=True):
+                    if answered.done():  # the client went away
+                        continue
+                    if isinstance(outcome, Exception):
+                        answered.set_exception(outcome)
+                    else:
+                        answered.set_result(outcome)
+        finally:
+            self._writer = None
+
+    @staticmethod
+    async def _outcomes(jobs: list[Job]) -> list[HttpResponse | Exception]:
+        if len(jobs) > 1:
+            try:
+                return await _write_together_in_thread(jobs)
+            except Exception:  # noqa: BLE001 - each is written again alone
+                pass
+        outcomes: list[HttpResponse | Exception] = []
+        for job in jobs:
+            try:
+                outcomes.append(await _write_alone_in_thread(*job))
+            except Exception as error:  # noqa: BLE001 - that request's 500
+                outcomes.append(error)
+        return outcomes
+
+
+_group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group_commit() -> _GroupCommit:
+    """This event loop's group commit (a test's requests may each have a loop)."""
+    loop = asyncio.get_running_loop()
+    group_commit = _group_commits.get(loop)
+    if group_commit is None:
+        group_commit = _group_commits[loop] = _GroupCommit()
+    return group_commit
+
+
+def vonage_webhook(*, urgent: bool = False):
     """Only Vonage gets in: with VONAGE_SIGNATURE_SECRET set, check the signed JWT.
 
     The token's jti is spent in the same transaction as the view's writes,
     so a replay is refused and a request that fails leaves nothing behind.
+    The view is async: the signature is checked on the event loop, the
+    writes go to a database thread with the other webhooks of the moment
+    (_GroupCommit), and the pages' sessions, CSRF and sign-in steps are
+    skipped (skips_page_middleware): a webhook has no use for them.
+    urgent: written before the others waiting (the answer: Vonage waits on it).
     """
 
-    @csrf_exempt
-    @require_http_methods(["GET", "POST"])
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest) -> HttpResponse:
-        secret = settings.VONAGE_SIGNATURE_SECRET
-        claims = None
-        if not secret and not unsigned_allowed_from(
-            peer=request.META.get("REMOTE_ADDR"), forwarded=arrived_forwarded(request)
-        ):
-            return _unauthorized(UNSIGNED_REFUSED)
-        if secret:
-            try:
-                claims = signatures.verify_vonage_jwt(
-                    signatures.bearer_token(request.headers.get("Authorization")),
-                    secret=secret,
-                    max_age=settings.VONAGE_SIGNATURE_MAX_AGE,
-                )
-                signatures.check_payload_hash(
-                    claims,
-                    signatures.payload_hashes(
-                        method=request.method,
-                        body=request.body,
-                        query=request.GET.items(),
-                    ),
-                )
-            except signatures.SignatureError as error:
-                return _unauthorized(str(error))
-        with transaction.atomic():
-            if claims and not access.token_use(
-                key=f"jwt:{claims['jti']}",
-                valid_for=settings.VONAGE_SIGNATURE_MAX_AGE
-                + signatures.CLOCK_SKEW_SECONDS,
-            ):
-                return _unauthorized("the token was used before: a replay")
-            response = view(request)
-            if response.status_code >= 400:
-                transaction.set_rollback(True)
-            return response
+    def decorator(view: WebhookView):
+        @csrf_exempt
+        @require_http_methods(["GET", "POST"])
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest) -> HttpResponse:
+            refusal, claims = _signature_refusal(request)
+            if refusal is not None:
+                return refusal
+            return await _group_commit().write((view, request, claims), urgent=urgent)
 
-    return wrapper
+        return skips_page_middleware(wrapper)
+
+    return decorator
 
 
 def _webhook_params(request: HttpRequest) -> dict[str, Any]:
@@ -110,7 +287,7 @@ def _public_base_url(request: HttpRequest) -> str:
     return settings.PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
 
 
-@vonage_webhook
+@vonage_webhook(urgent=True)
 def answer_webhook(request: HttpRequest) -> HttpResponse:
     """Vonage asks what to do with a new call: greet, then stream it to our socket."""
     try:
@@ -144,7 +321,7 @@ def answer_webhook(request: HttpRequest) -> HttpResponse:
     return JsonResponse(ncco, safe=False)
 
 
-@vonage_webhook
+@vonage_webhook()
 def event_webhook(request: HttpRequest) -> HttpResponse:
     """Store a call event; a repeated delivery is answered 200 and changes nothing."""
     try:
