@@ -473,7 +473,7 @@ async def test_calls_still_queued_when_daphnes_close_timeout_fires_are_kept_whol
     """Peers that hang up while the server is behind: Daphne cancels their
     consumers (here: at once) after they left, with frames still queued."""
     calls = 20
-    audio = [random.Random(n).randbytes(32000 * 60) for n in range(calls)]  # 60 s
+    audio = [random.Random(n).randbytes(32000 * 180) for n in range(calls)]  # 3 min
 
     async def one(n: int) -> str:
         async with httpx.AsyncClient() as http:

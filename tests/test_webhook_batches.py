@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 
 import pytest
+from django.db import DatabaseError
 from django.test import AsyncClient, RequestFactory
 from django.urls import reverse
 
+from recordings_app import vonage
 from recordings_app.models import Call, CallEvent, UsedToken
+from recordings_app.services import calls
 from recordings_app.simulator.caller import vonage_jwt
 from recordings_app.views import webhooks
 
@@ -27,7 +29,7 @@ CALL = {
 
 
 def signed_event(payload: dict, *, token: str | None = None):
-    """A signed event webhook request and its token's claims."""
+    """A signed event webhook, as its view hands it to the writer."""
     body = json.dumps(payload).encode()
     token = token or vonage_jwt(SECRET, hashlib.sha256(body).hexdigest())
     request = RequestFactory().post(
@@ -38,10 +40,7 @@ def signed_event(payload: dict, *, token: str | None = None):
     )
     refusal, claims = webhooks._signature_refusal(request)
     assert refusal is None
-    return request, claims, token
-
-
-EVENT_VIEW = inspect.unwrap(webhooks.event_webhook)
+    return (webhooks._token_key(claims), vonage.parse_event(payload)), token
 
 
 @pytest.mark.django_db(transaction=True)
@@ -68,32 +67,51 @@ async def test_a_webhook_skips_the_pages_middleware_and_a_page_does_not():
 def test_a_token_twice_in_one_batch_is_a_replay(settings):
     settings.VONAGE_SIGNATURE_SECRET = SECRET
     payload = {**CALL, "status": "ringing", "timestamp": "2026-12-04T10:00:00.000Z"}
-    first, claims, token = signed_event(payload)
-    again, claims_again, _ = signed_event(payload, token=token)
+    first, token = signed_event(payload)
+    again, _ = signed_event(payload, token=token)
 
-    responses = webhooks._write_together(
-        [(EVENT_VIEW, first, claims), (EVENT_VIEW, again, claims_again)]
-    )
-
-    assert [r.status_code for r in responses] == [200, 401]
-    assert "replay" in responses[1].content.decode()
+    assert webhooks._write_together([first, again]) == [True, False]
     assert CallEvent.objects.filter(status="ringing").count() == 1
 
 
 @pytest.mark.django_db
-def test_a_refused_request_undoes_its_batch_tokens_and_all(settings):
-    """The batch is then written again one by one (see the next tests)."""
+def test_a_batch_that_fails_leaves_no_token_spent(settings, monkeypatch):
+    """Its requests are written again one by one: Vonage's retry would find
+    its token spent if the failed batch had kept it."""
     settings.VONAGE_SIGNATURE_SECRET = SECRET
-    good, good_claims, _ = signed_event({**CALL, "status": "ringing"})
-    bad, bad_claims, _ = signed_event({"status": "ringing"})  # no uuids
+    job, _ = signed_event({**CALL, "status": "ringing"})
 
-    with pytest.raises(webhooks._RefusedInBatch):
-        webhooks._write_together(
-            [(EVENT_VIEW, good, good_claims), (EVENT_VIEW, bad, bad_claims)]
-        )
+    def database_fails(**_):
+        Call.objects.create(conversation_uuid="CON-half-written")
+        raise DatabaseError("the database went away")
 
-    assert not CallEvent.objects.exists()
+    monkeypatch.setattr(calls, "calls_record", database_fails)
+    with pytest.raises(DatabaseError):
+        webhooks._write_together([job])
+
     assert not UsedToken.objects.exists()
+    assert not Call.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_signed_request_with_a_bad_body_is_refused_and_spends_nothing(
+    settings,
+):
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    body = json.dumps({"status": "ringing"}).encode()  # names no call
+    token = vonage_jwt(SECRET, hashlib.sha256(body).hexdigest())
+
+    response = await AsyncClient().post(
+        reverse("recordings:event_webhook"),
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 400
+    assert "names no call" in response.content.decode()
+    assert not await UsedToken.objects.aexists()
+    assert not await CallEvent.objects.aexists()
 
 
 async def settle() -> None:
@@ -112,12 +130,13 @@ class FakeWrites:
         monkeypatch.setattr(webhooks, "_write_alone_in_thread", self.alone)
 
     async def together(self, jobs):
-        self.batches.append([name for _, name, _ in jobs])
-        if any(name.startswith("fails") for _, name, _ in jobs):
+        self.batches.append([name for _, name in jobs])
+        if any(name.startswith("fails") for _, name in jobs):
             raise RuntimeError("a batch that fails")
-        return [f"written {name}" for _, name, _ in jobs]
+        return [f"written {name}" for _, name in jobs]
 
-    async def alone(self, view, name, claims):
+    async def alone(self, job):
+        _, name = job
         self.batches.append([name])
         await self.first_may_finish.wait()
         if name.startswith("fails"):
@@ -129,12 +148,10 @@ async def test_requests_waiting_go_in_one_batch_answers_first(monkeypatch):
     writes = FakeWrites(monkeypatch)
     group_commit = webhooks._GroupCommit()
 
-    first = asyncio.ensure_future(
-        group_commit.write((None, "event 1", {}), urgent=False)
-    )
+    first = asyncio.ensure_future(group_commit.write(("", "event 1"), urgent=False))
     await settle()  # the writer takes event 1 alone and waits on it
     later = [
-        asyncio.ensure_future(group_commit.write((None, name, {}), urgent=urgent))
+        asyncio.ensure_future(group_commit.write(("", name), urgent=urgent))
         for name, urgent in [("event 2", False), ("event 3", False), ("answer", True)]
     ]
     await settle()
@@ -158,14 +175,12 @@ async def test_a_batch_that_fails_is_written_one_by_one_and_one_fails_alone(
     group_commit._writer = asyncio.get_running_loop().create_future()  # busy
 
     jobs = [
-        asyncio.ensure_future(group_commit.write((None, name, {}), urgent=False))
+        asyncio.ensure_future(group_commit.write(("", name), urgent=False))
         for name in ("event 1", "fails 2", "event 3")
     ]
     await settle()
     group_commit._writer = None
-    last = asyncio.ensure_future(
-        group_commit.write((None, "event 4", {}), urgent=False)
-    )
+    last = asyncio.ensure_future(group_commit.write(("", "event 4"), urgent=False))
     outcomes = await asyncio.gather(*jobs, last, return_exceptions=True)
 
     assert outcomes[0] == "written event 1"
@@ -201,3 +216,78 @@ async def test_a_burst_of_signed_events_is_stored_whole_and_in_order(settings):
     assert sorted(stored) == sorted(statuses)
     assert call.status == "answered"
     assert await UsedToken.objects.acount() == len(statuses)
+
+
+def stored_calls() -> list:
+    """What the pages show of each call: its fields and its timeline."""
+    return sorted(
+        (
+            call.conversation_uuid or "",
+            call.uuid or "",
+            call.from_number,
+            call.to_number,
+            call.direction,
+            call.status,
+            call.ended_at,
+            call.duration_seconds,
+            sorted(
+                (e.leg_uuid, e.status, e.is_websocket_leg) for e in call.events.all()
+            ),
+        )
+        for call in Call.objects.prefetch_related("events")
+    )
+
+
+def event(**fields) -> vonage.CallEventData:
+    return vonage.parse_event({"timestamp": "2026-12-04T10:00:00.000Z", **fields})
+
+
+A, B = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
+SOCKET_LEG = "cccccccc-0000-0000-0000-000000000003"
+MESSAGES = [
+    vonage.parse_answer(
+        {"uuid": A, "conversation_uuid": "CON-a", "from": "447700900001", "to": "1"}
+    ),
+    event(uuid=A, conversation_uuid="CON-a", status="started", direction="inbound"),
+    # The socket leg: on the timeline, but not the caller's leg.
+    event(
+        uuid=SOCKET_LEG,
+        conversation_uuid="CON-a",
+        status="started",
+        to="wss://example.test/socket",
+    ),
+    # Events that only name their leg: the caller's, then the socket's.
+    event(uuid=A, status="ringing"),
+    event(uuid=SOCKET_LEG, status="answered", to="wss://example.test/socket"),
+    # Call B's leg speaks before its answer; the answer joins it.
+    event(uuid=B, status="started", **{"from": "447700900002"}),
+    vonage.parse_answer(
+        {"uuid": B, "conversation_uuid": "CON-b", "from": "447700900002", "to": "1"}
+    ),
+    event(uuid=A, conversation_uuid="CON-a", status="started", direction="inbound"),
+    event(uuid=A, conversation_uuid="CON-a", status="completed", duration="42"),
+]
+
+
+@pytest.mark.django_db
+def test_a_batch_stores_what_one_by_one_would():
+    calls.calls_record(messages=MESSAGES)
+    together = stored_calls()
+    Call.objects.all().delete()
+    for message in MESSAGES:
+        calls.calls_record(messages=[message])
+    one_by_one = stored_calls()
+    Call.objects.all().delete()
+    calls.calls_record(messages=MESSAGES[:4])
+    calls.calls_record(messages=MESSAGES[4:])
+
+    assert together == one_by_one == stored_calls()
+    call_a, call_b = together
+    assert call_a[:2] == ("CON-a", A)
+    assert call_a[5] == "completed" and call_a[6] is not None
+    assert call_a[7] == 42
+    assert sorted(status for _, status, _ in call_a[8]) == sorted(
+        ["started", "started", "ringing", "answered", "completed"]
+    )
+    assert call_b[:3] == ("CON-b", B, "447700900002")
+    assert call_b[5] == "started"

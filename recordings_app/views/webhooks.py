@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -77,55 +77,46 @@ REPLAY = "the token was used before: a replay"
 # The most webhooks one transaction writes: a burst's batch stays short.
 WEBHOOKS_PER_TRANSACTION = 64
 
-WebhookView = Callable[[HttpRequest], HttpResponse]
-Job = tuple[WebhookView, HttpRequest, dict]
+# A webhook to write: its token's key ("" when unsigned) and what it says.
+Job = tuple[str, vonage.AnswerRequest | vonage.CallEventData]
 
 
 def _token_key(claims: dict) -> str:
-    return f"jwt:{claims['jti']}"
+    return f"jwt:{claims['jti']}" if claims else ""
 
 
 def _token_lifetime() -> float:
     return settings.VONAGE_SIGNATURE_MAX_AGE + signatures.CLOCK_SKEW_SECONDS
 
 
-def _write_alone(view: WebhookView, request: HttpRequest, claims: dict) -> HttpResponse:
-    """One webhook in its own transaction, its token spent with its writes."""
-    with transaction.atomic():
-        if claims and not access.token_use(
-            key=_token_key(claims), valid_for=_token_lifetime()
-        ):
-            return _unauthorized(REPLAY)
-        response = view(request)
-        if response.status_code >= 400:
-            transaction.set_rollback(True)
-        return response
-
-
-class _RefusedInBatch(Exception):
-    """A view refused its request: the batch is undone and written one by one."""
-
-
-def _write_together(jobs: list[Job]) -> list[HttpResponse]:
-    """Several webhooks in one transaction: one INSERT spends their tokens."""
+def _write_together(jobs: list[Job]) -> list[bool]:
+    """Several webhooks in one transaction, their tokens spent with their
+    writes (one INSERT): True for each written, False for a replay."""
     with transaction.atomic():
         fresh = access.tokens_use_each(
-            valid_for={
-                _token_key(claims): _token_lifetime() for _, _, claims in jobs if claims
-            }
+            valid_for={token: _token_lifetime() for token, _ in jobs if token}
         )
-        responses = []
-        for view, request, claims in jobs:
-            if claims:
-                if _token_key(claims) not in fresh:
-                    responses.append(_unauthorized(REPLAY))
-                    continue
-                fresh.discard(_token_key(claims))  # twice in one batch: a replay
-            response = view(request)
-            if response.status_code >= 400:
-                raise _RefusedInBatch
-            responses.append(response)
-        return responses
+        written = []
+        for token, _ in jobs:
+            written.append(not token or token in fresh)
+            fresh.discard(token)  # twice in one batch: a replay
+        calls.calls_record(
+            messages=[
+                message
+                for (_, message), is_written in zip(jobs, written, strict=True)
+                if is_written
+            ]
+        )
+        return written
+
+
+def _write_alone(job: Job) -> bool:
+    """One webhook in its own transaction; once more if a concurrent worker
+    made its call just now (then this one finds it)."""
+    try:
+        return _write_together([job])[0]
+    except IntegrityError:
+        return _write_together([job])[0]
 
 
 def _connection_checked(write: Callable) -> Callable:
@@ -157,9 +148,10 @@ class _GroupCommit:
     once its own writes are committed. Batches are written one at a time,
     in arrival order (a call's events keep their order, and two batches
     cannot deadlock), answers first: Vonage drops a call whose answer takes
-    5 s, while an event can wait. A batch that fails is written again one
-    request at a time, so a bad request fails alone. Alone, a request waits
-    for nobody.
+    5 s, while an event can wait. A batch that fails (a database error) is
+    written again one request at a time, so a request fails alone. Alone, a
+    request waits for nobody. Requests are parsed before they get here: a
+    bad body is refused (400) and never joins a batch.
     """
 
     def __init__(self) -> None:
@@ -167,7 +159,8 @@ class _GroupCommit:
         self._events: list[tuple[Job, asyncio.Future]] = []
         self._writer: asyncio.Future | None = None
 
-    async def write(self, job: Job, *, urgent: bool) -> HttpResponse:
+    async def write(self, job: Job, *, urgent: bool) -> bool:
+        """Written (True) or a replay (False), once committed."""
         answered = asyncio.get_running_loop().create_future()
         (self._answers if urgent else self._events).append((job, answered))
         if self._writer is None:
@@ -211,16 +204,16 @@ class _GroupCommit:
             self._writer = None
 
     @staticmethod
-    async def _outcomes(jobs: list[Job]) -> list[HttpResponse | Exception]:
+    async def _outcomes(jobs: list[Job]) -> list[bool | Exception]:
         if len(jobs) > 1:
             try:
                 return await _write_together_in_thread(jobs)
             except Exception:  # noqa: BLE001 - each is written again alone
                 pass
-        outcomes: list[HttpResponse | Exception] = []
+        outcomes: list[bool | Exception] = []
         for job in jobs:
             try:
-                outcomes.append(await _write_alone_in_thread(*job))
+                outcomes.append(await _write_alone_in_thread(job))
             except Exception as error:  # noqa: BLE001 - that request's 500
                 outcomes.append(error)
         return outcomes
@@ -240,31 +233,28 @@ def _group_commit() -> _GroupCommit:
     return group_commit
 
 
-def vonage_webhook(*, urgent: bool = False):
+def vonage_webhook(view: Callable) -> Callable:
     """Only Vonage gets in: with VONAGE_SIGNATURE_SECRET set, check the signed JWT.
 
-    The token's jti is spent in the same transaction as the view's writes,
-    so a replay is refused and a request that fails leaves nothing behind.
-    The view is async: the signature is checked on the event loop, the
-    writes go to a database thread with the other webhooks of the moment
-    (_GroupCommit), and the pages' sessions, CSRF and sign-in steps are
-    skipped (skips_page_middleware): a webhook has no use for them.
-    urgent: written before the others waiting (the answer: Vonage waits on it).
+    The view gets the token's key ("" when unsigned), to spend in the same
+    transaction as its writes (_GroupCommit.write), so a replay is refused
+    and a request that fails leaves nothing behind. The view is async: the
+    signature is checked and the body parsed on the event loop, the writes
+    go to a database thread with the other webhooks of the moment, and the
+    pages' sessions, CSRF and sign-in steps are skipped
+    (skips_page_middleware): a webhook has no use for them.
     """
 
-    def decorator(view: WebhookView):
-        @csrf_exempt
-        @require_http_methods(["GET", "POST"])
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest) -> HttpResponse:
-            refusal, claims = _signature_refusal(request)
-            if refusal is not None:
-                return refusal
-            return await _group_commit().write((view, request, claims), urgent=urgent)
+    @csrf_exempt
+    @require_http_methods(["GET", "POST"])
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest) -> HttpResponse:
+        refusal, claims = _signature_refusal(request)
+        if refusal is not None:
+            return refusal
+        return await view(request, token=_token_key(claims))
 
-        return skips_page_middleware(wrapper)
-
-    return decorator
+    return skips_page_middleware(wrapper)
 
 
 def _webhook_params(request: HttpRequest) -> dict[str, Any]:
@@ -287,15 +277,18 @@ def _public_base_url(request: HttpRequest) -> str:
     return settings.PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
 
 
-@vonage_webhook(urgent=True)
-def answer_webhook(request: HttpRequest) -> HttpResponse:
+@vonage_webhook
+async def answer_webhook(request: HttpRequest, *, token: str) -> HttpResponse:
     """Vonage asks what to do with a new call: greet, then stream it to our socket."""
     try:
         answer = vonage.parse_answer(_webhook_params(request))
     except (BadWebhookBody, vonage.InvalidWebhook) as error:
         logger.warning("answer webhook refused: %s", error)
         return HttpResponseBadRequest(f"Bad answer webhook: {error}\n")
-    calls.call_answer(answer=answer)
+    # Written before the events waiting: Vonage drops a call whose answer
+    # takes 5 s, while an event can wait.
+    if not await _group_commit().write((token, answer), urgent=True):
+        return _unauthorized(REPLAY)
     base_url = _public_base_url(request)
     query = {
         "uuid": answer.uuid,
@@ -321,13 +314,14 @@ def answer_webhook(request: HttpRequest) -> HttpResponse:
     return JsonResponse(ncco, safe=False)
 
 
-@vonage_webhook()
-def event_webhook(request: HttpRequest) -> HttpResponse:
+@vonage_webhook
+async def event_webhook(request: HttpRequest, *, token: str) -> HttpResponse:
     """Store a call event; a repeated delivery is answered 200 and changes nothing."""
     try:
         event = vonage.parse_event(_webhook_params(request))
     except (BadWebhookBody, vonage.InvalidWebhook) as error:
         logger.warning("event webhook refused: %s", error)
         return HttpResponseBadRequest(f"Bad event webhook: {error}\n")
-    calls.call_event_record(event=event)
+    if not await _group_commit().write((token, event), urgent=False):
+        return _unauthorized(REPLAY)
     return HttpResponse(status=200)
