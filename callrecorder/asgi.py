@@ -2,13 +2,14 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callrecorder.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application(), with our handler
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from recordings_app.handlers import HttpHandler  # noqa: E402
 from recordings_app.routing import websocket_urlpatterns  # noqa: E402
 
 # The Vonage audio socket is not wrapped in an Origin check: Vonage is a
@@ -16,7 +17,7 @@ from recordings_app.routing import websocket_urlpatterns  # noqa: E402
 # The pages' sockets are wrapped one by one in routing.py.
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": HttpHandler(),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import Resolver404, resolve, reverse
+from django.urls import reverse
 from django.utils.decorators import async_only_middleware, sync_and_async_middleware
 
 from . import selectors
 from .addresses import is_trusted_proxy, meta_forwarding
-from .page_middleware import page_middleware_skipped
+from .page_middleware import match_skipping_page_middleware
 
 
 def _settle_forwarding(request: HttpRequest) -> None:
@@ -56,11 +56,8 @@ def webhooks_skip_page_middleware(get_response):
     webhooks. Async only, so that the middleware above it stay async too."""
 
     async def middleware(request: HttpRequest):
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return await get_response(request)
-        if not page_middleware_skipped(match.func):
+        match = match_skipping_page_middleware(request.path_info)
+        if match is None:
             return await get_response(request)
         request.resolver_match = match
         return await match.func(request, *match.args, **match.kwargs)

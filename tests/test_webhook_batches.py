@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 
 import pytest
+from channels.testing import HttpCommunicator
+from django.core.signals import request_started
 from django.db import DatabaseError
 from django.test import AsyncClient, RequestFactory
 from django.urls import reverse
@@ -61,6 +64,53 @@ async def test_a_webhook_skips_the_pages_middleware_and_a_page_does_not():
     assert page.status_code == 302  # to sign in: the page's middleware ran
     assert "Content-Security-Policy" in page.headers
     assert page.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_webhook_is_served_without_a_thread_of_its_own_and_a_page_with_one(
+    settings,
+):
+    """Django's handler sends request_started through a thread started for
+    that request; the server's handler spares Vonage's webhooks that (a
+    burst is thousands of them) and keeps it for the pages, whose sync
+    views need their connections checked."""
+    from callrecorder.asgi import application
+
+    settings.VONAGE_SIGNATURE_SECRET = SECRET
+    body = json.dumps({**CALL, "status": "started"}).encode()
+    token = vonage_jwt(SECRET, hashlib.sha256(body).hexdigest())
+    started_on = []
+
+    def note_thread(**kwargs):
+        started_on.append(threading.get_ident())
+
+    request_started.connect(note_thread)
+    try:
+        webhook = await HttpCommunicator(
+            application,
+            "POST",
+            reverse("recordings:event_webhook"),
+            body=body,
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"authorization", f"Bearer {token}".encode()),
+            ],
+        ).get_response()
+        assert started_on == []
+        page = await HttpCommunicator(
+            application,
+            "GET",
+            reverse("recordings:call_list"),
+            headers=[(b"host", b"testserver")],
+        ).get_response()
+    finally:
+        request_started.disconnect(note_thread)
+
+    assert webhook["status"] == 200
+    assert await CallEvent.objects.filter(status="started").acount() == 1
+    assert page["status"] == 302  # to sign in: the page's middleware ran
+    assert len(started_on) == 1
+    assert started_on[0] != threading.get_ident()  # in the page's own thread
 
 
 @pytest.mark.django_db
