@@ -291,11 +291,19 @@ class Target:
 
 
 def worktree(ref: str) -> Path:
-    """The repository as it was at ref, checked out once under WORK."""
-    path = WORK / f"src-{ref}"
+    """The repository as it was at ref, checked out once under WORK (by
+    commit: HEAD or a branch moves)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    path = WORK / f"src-{commit[:12]}"
     if not path.exists():
         subprocess.run(
-            ["git", "worktree", "add", "--detach", "--force", str(path), ref],
+            ["git", "worktree", "add", "--detach", "--force", str(path), commit],
             cwd=ROOT,
             check=True,
             capture_output=True,

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jwt
@@ -88,8 +88,9 @@ def _compact_json(value: Any, *, ascii_only: bool) -> bytes:
 
 def payload_hashes(
     *, method: str, body: bytes, query: Iterable[tuple[str, str]]
-) -> set[str]:
-    """Every form of the payload Vonage may have hashed for this request.
+) -> Iterator[str]:
+    """Every form of the payload Vonage may have hashed for this request,
+    the likeliest first (each is only worked out if the one before failed).
 
     GET: the query parameters as a JSON object, in order, no whitespace.
     POST: the raw body, or the body as compact JSON (whether Vonage hashes
@@ -97,17 +98,19 @@ def payload_hashes(
     """
     if method == "GET":
         params = dict(query)
-        return {_sha256(_compact_json(params, ascii_only=a)) for a in (True, False)}
-    hashes = {_sha256(body)}
+        for ascii_only in (True, False):
+            yield _sha256(_compact_json(params, ascii_only=ascii_only))
+        return
+    yield _sha256(body)
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
-        return hashes
-    hashes |= {_sha256(_compact_json(parsed, ascii_only=a)) for a in (True, False)}
-    return hashes
+        return
+    for ascii_only in (True, False):
+        yield _sha256(_compact_json(parsed, ascii_only=ascii_only))
 
 
-def check_payload_hash(claims: Mapping[str, Any], candidates: set[str]) -> None:
+def check_payload_hash(claims: Mapping[str, Any], candidates: Iterable[str]) -> None:
     """The token must have been made for this very request, not another one."""
     if claims.get("payload_hash") not in candidates:
         raise SignatureError("payload_hash does not match the request: it was altered")
