@@ -17,6 +17,9 @@ Targets, each a fresh server pinned to core 0 (this driver runs on core 1):
               event webhooks, socket; bench/floor_server.py, GET only,
               stays run.py's floor); floor-uvloop, the same on uvloop
               (not in the default targets);
+- granian:    the production target's app and services under Granian
+              (HTTP and WebSocket in Rust) instead of Uvicorn; not in the
+              default targets;
 - reference:  bench/reference, a plain Django + Channels recorder under
               Daphne on SQLite (one row per webhook, one file per socket);
 - runserver@REF, production@REF: the app as it was at git commit REF (a
@@ -91,7 +94,7 @@ from recordings_app.simulator.caller import (  # noqa: E402
 WORK = Path("/tmp/bench/cps")
 RESULTS = ROOT / "bench/results"
 TARGETS = ("runserver", "production", "floor", "reference")
-EXTRA_TARGETS = ("floor-uvloop",)
+EXTRA_TARGETS = ("floor-uvloop", "granian")
 RATES = (10, 20, 40, 80, 160, 320)
 ANSWER_TIMEOUT = 5.0  # Vonage's longest wait for the answer webhook
 SECRET = "bench-signature-secret-" + "s" * 20
@@ -140,7 +143,7 @@ class Target:
             env |= app | {"DATABASE_URL": f"sqlite:///{self.dir}/db.sqlite3"}
             self._migrate(env)
             command = [PYTHON, "manage.py", "runserver", "--noreload", f"{host}:{port}"]
-        elif kind == "production":
+        elif kind in ("production", "granian"):
             self.secret = SECRET
             database = f"bench_cps_{os.getpid()}"
             subprocess.run(
@@ -170,25 +173,49 @@ class Target:
                 "REDIS_URL": "redis://127.0.0.1:6379/7",
             }
             self._migrate(env)
-            # README's worker command (uvloop, httptools); a commit from
-            # before they were in requirements.txt ran the standard loop, h11.
-            fast = "uvloop" in (source / "requirements.txt").read_text()
-            loop, http = ("uvloop", "httptools") if fast else ("asyncio", "h11")
-            command = [
-                str(ROOT / ".venv/bin/uvicorn"),
-                "--host",
-                host,
-                "--port",
-                port,
-                "--loop",
-                loop,
-                "--http",
-                http,
-                "--ws-max-size",
-                "1048576",
-                "--proxy-headers",
-                "callrecorder.asgi:application",
-            ]
+            if kind == "granian":  # the app under Granian (HTTP, WebSocket in Rust)
+                command = [
+                    str(ROOT / ".venv/bin/granian"),
+                    "--interface",
+                    "asgi",
+                    "--host",
+                    host,
+                    "--port",
+                    port,
+                    "--loop",
+                    "uvloop",
+                    "--workers",
+                    "1",
+                    "--runtime-threads",
+                    "1",
+                    # Its default (1024 requests at once, sockets included)
+                    # refuses calls in a burst before the CPU is full.
+                    "--backpressure",
+                    "100000",
+                    "--backlog",
+                    "8192",
+                    "callrecorder.asgi:application",
+                ]
+            else:
+                # README's worker command (uvloop, httptools); a commit from
+                # before they were in requirements.txt ran asyncio and h11.
+                fast = "uvloop" in (source / "requirements.txt").read_text()
+                loop, http = ("uvloop", "httptools") if fast else ("asyncio", "h11")
+                command = [
+                    str(ROOT / ".venv/bin/uvicorn"),
+                    "--host",
+                    host,
+                    "--port",
+                    port,
+                    "--loop",
+                    loop,
+                    "--http",
+                    http,
+                    "--ws-max-size",
+                    "1048576",
+                    "--proxy-headers",
+                    "callrecorder.asgi:application",
+                ]
         elif name in ("floor", "floor-uvloop"):
             command = [
                 PYTHON,
@@ -252,8 +279,15 @@ class Target:
         raise RuntimeError(f"{self.name} did not answer within {timeout} s")
 
     def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return times.user + times.system
+        """The server's CPU, its worker processes' too (Granian forks one)."""
+        total = 0.0
+        for process in [self.ps, *self.ps.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def complete(self, frames_by_uuid: dict[str, int]) -> int:
         """How many of these calls have every frame sent in a finished recording."""
