@@ -50,7 +50,25 @@ from .vonage_auth import SocketRefused, authenticate
 logger = logging.getLogger(__name__)
 
 
-class RecordingConsumer(AsyncWebsocketConsumer):
+class _NoConnectionTrips(AsyncWebsocketConsumer):
+    """Channels' consumer, less its trip to the database thread before every
+    message and after the close to close stale connections: each query of
+    the recording consumer goes through database_sync_to_async, which does
+    that itself, and in a burst each trip waits behind every other call's
+    writes. (It joins no group, so the close has nothing else to do.)"""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
+
+class RecordingConsumer(_NoConnectionTrips):
     """Records one connect leg: `websocket:connected`, then 20 ms PCM frames."""
 
     # Sockets recording in this process, for CALLRECORDER_MAX_SOCKETS.
@@ -108,21 +126,6 @@ class RecordingConsumer(AsyncWebsocketConsumer):
             return
         self.in_hand = asyncio.ensure_future(self.dispatch(message))
         await asyncio.shield(self.in_hand)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """As Channels', less its trip to the database thread before every
-        message to close stale connections: each query here goes through
-        database_sync_to_async, which does that itself, and in a burst the
-        trip waits behind every other call's writes."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """As Channels' (this socket joins no group), with no trip either."""
-        await self.disconnect(message["code"])
-        raise StopConsumer()
 
     async def drain(self, receive) -> None:
         """The rest of the socket's life, after its cancellation."""
