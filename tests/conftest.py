@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings as django_settings
 from django.db import connections
 
@@ -64,6 +64,16 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
         db.setdefault("TEST", {})["NAME"] = str(
             tmp_path_factory.mktemp("db") / "test.sqlite3"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_thread_connection_closed_at_the_end(django_db_setup) -> Iterator[None]:
+    """Async tests' ORM calls and the webhooks' writer run in asgiref's one
+    worker thread, whose connection stays checked out of the pool; closed
+    before the test database is dropped, which it would otherwise block
+    ("being accessed by other users")."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture
