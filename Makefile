@@ -33,9 +33,21 @@ run: venv
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, create a login with: make admin)"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# A staff login: asked for at a terminal, or, for a script, taken from
+# DJANGO_SUPERUSER_USERNAME, _PASSWORD and _EMAIL. No login made: exit 1.
 admin: venv
+	@if [ -z "$$DJANGO_SUPERUSER_USERNAME" ] && [ ! -t 0 ]; then \
+	  echo "make admin: no terminal to ask for a login. Set DJANGO_SUPERUSER_USERNAME, DJANGO_SUPERUSER_PASSWORD and DJANGO_SUPERUSER_EMAIL. No login created." >&2; exit 1; \
+	fi
+	@if [ -n "$$DJANGO_SUPERUSER_USERNAME" ] && [ -z "$$DJANGO_SUPERUSER_PASSWORD" ]; then \
+	  echo "make admin: DJANGO_SUPERUSER_USERNAME is set, DJANGO_SUPERUSER_PASSWORD is not. No login created." >&2; exit 1; \
+	fi
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py createsuperuser
+	@if [ -n "$$DJANGO_SUPERUSER_USERNAME" ]; then \
+	  $(PY) manage.py createsuperuser --noinput; \
+	else \
+	  $(PY) manage.py createsuperuser; \
+	fi
 
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \

@@ -6,6 +6,7 @@ app_name = "recordings"
 
 urlpatterns = [
     path("", pages.call_list, name="call_list"),
+    path("favicon.ico", pages.favicon, name="favicon"),
     path("calls/<int:pk>/", pages.call_detail, name="call_detail"),
     path("calls/<int:pk>/row", pages.call_row, name="call_row"),
     path("calls/<int:pk>/pause", pages.call_pause, name="call_pause"),
