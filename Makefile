@@ -13,11 +13,13 @@ PORT ?= 8000
 # The second test pass runs against these (the machine's own services).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
-# Debian packages the tests need (installed when running as root): the
-# browser tests drive Debian's chromium; the demo call speaks with espeak-ng.
-SYSTEM_PACKAGES ?= chromium espeak-ng
+# Debian packages, installed when running as root: the README's demo call
+# speaks with espeak-ng (make run); the browser tests also drive Debian's
+# chromium (make test).
+RUN_PACKAGES ?= espeak-ng
+SYSTEM_PACKAGES ?= chromium $(RUN_PACKAGES)
 
-.PHONY: run test admin lint venv system-deps test-sqlite test-services screenshots
+.PHONY: run test admin lint venv run-deps system-deps test-sqlite test-services screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +29,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-run: venv
+run: venv run-deps
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py recover_recordings
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, create a login with: make admin)"
@@ -49,17 +51,27 @@ admin: venv
 	  $(PY) manage.py createsuperuser; \
 	fi
 
-system-deps:
-	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+# Installs the Debian packages $(1) that are missing, as root; otherwise
+# runs $(2) with $$missing set (make run warns, make test fails).
+define debian-packages
+	@missing=""; for pkg in $(1); do \
 	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "Missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; \
+	    $(2); \
 	  fi; \
 	fi
+endef
+
+# What make run needs for the README's "Try it" (only --say uses it).
+run-deps:
+	$(call debian-packages,$(RUN_PACKAGES),echo "Missing Debian packages:$$missing: simulate_call --say needs them (sudo apt-get install$$missing). Serving anyway.")
+
+system-deps:
+	$(call debian-packages,$(SYSTEM_PACKAGES),echo "Missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1)
 
 lint: venv
 	$(VENV)/bin/ruff check .
