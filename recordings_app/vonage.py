@@ -212,6 +212,10 @@ def _event_kind(payload: Mapping[str, Any]) -> str:
         return "transfer"
     if "reason" in payload:
         return "error"
+    if "dtmf" in payload or "speech" in payload:
+        return "input"
+    if "payload" in payload:
+        return "notify"
     return "event"
 
 

@@ -32,6 +32,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 HAVE_METADATA = 1
 RATE = 16000
 SILENCE = (6.0, 8.0)  # where the simulated call holds two seconds of silence
+KEY_AT = 3.37  # where its key is pressed
 
 
 @pytest.fixture
@@ -81,8 +82,23 @@ def recorded_call(daphne_server, tmp_path: Path):
     Recording.objects.filter(pk=recording.pk).update(
         paused_seconds=SILENCE[1] - SILENCE[0]
     )
+    # An input action's keys, 0.6 s after the resume: on a phone their
+    # markers would overlap.
+    CallEvent.objects.create(
+        call=recording.call,
+        source=CallEvent.Source.WEBHOOK,
+        leg_uuid=sent.uuid,
+        status="input",
+        timestamp=started + timedelta(seconds=SILENCE[1] + 0.6),
+        payload={"uuid": sent.uuid, "dtmf": {"digits": "42", "timed_out": False}},
+        fingerprint="test:input",
+    )
+    # Played faster than real time, the key's message came at the start:
+    # put it where a caller would have pressed it.
     dtmf = CallEvent.objects.get(call=recording.call, status="websocket:dtmf")
-    dtmf_at = offset((dtmf.timestamp - started).total_seconds())
+    dtmf.timestamp = started + timedelta(seconds=KEY_AT)
+    dtmf.save()
+    dtmf_at = offset(KEY_AT)
     return recording, dtmf_at
 
 
@@ -180,22 +196,36 @@ def test_events_are_marked_on_the_waveform_and_timed_in_the_timeline(
     recording, dtmf_at = recorded_call
     duration = recording.duration_seconds
 
-    # The key pressed in the call: a marker on the waveform, a row with its offset.
+    # One row per thing that happened, in words; both legs' "started" and
+    # "answered" are one row each.
+    events = page.locator("table.timeline tbody tr td:nth-child(3)").all_inner_texts()
+    assert events[:3] == ["Call started", "Ringing", "Answered"]
+    assert events.count("Call started") == 1 and events.count("Answered") == 1
+    assert "Recording started" in events
+    assert "Key pressed: 1" in events
+    assert "Paused by supervisor" in events and "Resumed by supervisor" in events
+    assert "Keys entered: 42" in events
+    assert events[-1] == "Call ended"
+    assert not [e for e in events if re.match(r"[a-z-]+:[a-z]", e)]  # no raw status
+
+    # The key pressed in the call: a marker on the waveform, a row with its
+    # offset to the tenth, as the player counts.
     key = page.get_by_role(
         "button", name=f"Key pressed: 1 at {dtmf_at}: play from here"
     )
     assert key.is_visible()
     assert key.inner_text() == "1"
-    dtmf_row = page.get_by_role("row").filter(has_text="websocket:dtmf")
+    dtmf_row = page.get_by_role("row").filter(has_text="Key pressed: 1")
     assert dtmf_row.get_by_role("cell").nth(1).inner_text() == dtmf_at
+    assert re.fullmatch(r"0:\d\d\.\d", dtmf_at)
 
     # The pause sits where it happened on the waveform's time axis.
     track = page.get_by_role("slider").bounding_box()
     paused = page.get_by_role(
-        "button", name="Recording paused by supervisor at 0:06: play from here"
+        "button", name="Paused by supervisor at 0:06.0: play from here"
     )
     resumed = page.get_by_role(
-        "button", name="Recording resumed by supervisor at 0:08: play from here"
+        "button", name="Resumed by supervisor at 0:08.0: play from here"
     )
     for marker, seconds in ((paused, SILENCE[0]), (resumed, SILENCE[1])):
         box = marker.bounding_box()
@@ -206,10 +236,26 @@ def test_events_are_marked_on_the_waveform_and_timed_in_the_timeline(
     resumed.click()
     wait_for_time(page, SILENCE[1], tolerance=0.05)
     # The timeline's "At" offset plays from there too.
-    paused_row = page.get_by_role("row").filter(has_text="recording:paused")
-    assert paused_row.get_by_role("cell").nth(1).inner_text() == "0:06"
-    paused_row.get_by_role("button", name="Play recording from 0:06").click()
+    paused_row = page.get_by_role("row").filter(has_text="Paused by supervisor")
+    assert paused_row.get_by_role("cell").nth(1).inner_text() == "0:06.0"
+    paused_row.get_by_role("button", name="Play recording from 0:06.0").click()
     wait_for_time(page, SILENCE[0], tolerance=0.05)
+
+    # Ringing and Answered came before the audio: one marker at its start,
+    # which lists both; each plays from there.
+    moment = page.get_by_role("button", name=re.compile(r"^2 events at 0:00\.0: "))
+    assert moment.get_attribute("aria-label").endswith(": Ringing, Answered")
+    assert moment.get_attribute("aria-expanded") == "false"
+    moment.click()
+    assert moment.get_attribute("aria-expanded") == "true"
+    answered = page.get_by_role(
+        "button", name=re.compile(r"^Answered at −?0:00\.\d: play")
+    )
+    assert answered.is_visible()
+    answered.click()
+    wait_for_time(page, 0, tolerance=0.05)
+    assert page.get_by_role("button", name=re.compile(r"^Ringing at")).is_hidden()
+    assert moment.evaluate("b => b === document.activeElement")
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "call-detail.png", full_page=True)
@@ -218,15 +264,81 @@ def test_events_are_marked_on_the_waveform_and_timed_in_the_timeline(
     assert background == "rgb(20, 20, 23)"
     page.screenshot(path=ARTIFACTS / "call-detail-dark.png", full_page=True)
 
-    # On a phone the page fits the screen: nothing to scroll sideways.
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 375, "height": 800})
-    page.wait_for_timeout(100)  # the waveform redraws at the new width
-    assert page.evaluate(
-        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    # At both widths the page fits (nothing to scroll sideways) and no
+    # marker covers another: each can be clicked.
+    for width, name in ((1280, "call-detail-1280"), (390, "call-detail-phone")):
+        page.emulate_media(color_scheme="light")
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(150)  # the waveform and markers lay out again
+        assert page.evaluate(
+            "document.documentElement.scrollWidth"
+            " <= document.documentElement.clientWidth"
+        )
+        assert page.get_by_role("slider").bounding_box()["width"] > width * 0.75
+        assert_no_marker_covers_another(page)
+        page.get_by_role(
+            "button", name="Keys entered: 42 at 0:08.6: play from here"
+        ).click()
+        wait_for_time(page, SILENCE[1] + 0.6, tolerance=0.05)
+        page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=ARTIFACTS / "call-detail-phone-dark.png", full_page=True)
+
+
+def assert_no_marker_covers_another(page) -> None:
+    boxes = [
+        button.bounding_box()
+        for button in page.locator(".wave-markers > .marker > button").all()
+    ]
+    assert len(boxes) >= 4
+    for n, a in enumerate(boxes):
+        for b in boxes[n + 1 :]:
+            apart = (
+                a["x"] + a["width"] <= b["x"]
+                or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"]
+                or b["y"] + b["height"] <= a["y"]
+            )
+            assert apart, (a, b)
+
+
+def test_the_pages_own_controls_play_skip_and_mute_and_the_stock_one_stays(
+    listener_page,
+):
+    page = listener_page
+    audio = page.locator("audio")
+    play = page.get_by_role("button", name="Play recording 1")
+    time = page.locator("[data-time]")
+    assert re.fullmatch(r"0:00\.0 / 0:\d\d\.\d", time.inner_text())
+    # The stock player is still in the page for assistive technology, out of sight.
+    assert audio.get_attribute("controls") is not None
+    assert audio.bounding_box()["width"] <= 1
+
+    play.click()
+    page.wait_for_function("() => document.querySelector('audio').currentTime > 0.3")
+    pause = page.get_by_role("button", name="Pause recording 1")
+    assert pause.is_visible()
+    pause.click()
+    assert audio.evaluate("a => a.paused")
+    at = audio.evaluate("a => a.currentTime")
+    assert time.inner_text().startswith(offset(at) + " / ")
+
+    page.get_by_role("button", name="Forward 5 seconds").click()
+    wait_for_time(page, at + 5, tolerance=0.05)
+    page.get_by_role("button", name="Back 5 seconds").click()
+    wait_for_time(page, at, tolerance=0.05)
+
+    mute = page.get_by_role("button", name="Mute")
+    mute.click()
+    assert audio.evaluate("a => a.muted")
+    assert mute.get_attribute("aria-pressed") == "true"
+
+    # The heading's numbers are in the page's font, not a code font.
+    heading = page.get_by_role("heading", level=1)
+    number_font = heading.locator(".number").first.evaluate(
+        "n => getComputedStyle(n).fontFamily"
     )
-    assert page.get_by_role("slider").bounding_box()["width"] > 300
-    page.screenshot(path=ARTIFACTS / "call-detail-phone.png", full_page=True)
+    assert number_font == heading.evaluate("h => getComputedStyle(h).fontFamily")
 
 
 def test_staff_delete_a_recording_after_confirming_and_cancelling_keeps_it(

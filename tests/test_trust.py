@@ -176,7 +176,7 @@ def test_an_input_event_while_paused_keeps_neither_digits_nor_words(client):
 
     assert post_event(client, input_event(CARD)).status_code == 200
 
-    [stored] = CallEvent.objects.filter(call=call, status="event")
+    [stored] = CallEvent.objects.filter(call=call, status="input")
     assert stored.payload["dtmf"] == {
         "timed_out": True,
         "digits_hidden": "recording paused",

@@ -343,6 +343,9 @@ def test_completed_event_reads_its_times_and_duration():
         ({"recording_url": "https://api.nexmo.com/v1/files/x", "size": 1}, "record"),
         ({"conversation_uuid_to": CONVERSATION_UUID}, "transfer"),
         ({"reason": "Invalid NCCO"}, "error"),
+        ({"dtmf": {"digits": "12", "timed_out": False}}, "input"),
+        ({"speech": {"results": []}}, "input"),
+        ({"payload": {"step": "menu"}}, "notify"),
         ({}, "event"),
     ],
 )

@@ -23,12 +23,22 @@ def clock(seconds: float | int | None) -> str:
 
 @register.filter
 def offset(seconds: float | None) -> str:
-    """Where an event falls in a recording: 3.4 -> "0:03"; -2 -> "−0:02" (before)."""
+    """Where an event falls in a recording, to the tenth the player shows:
+    1.52 -> "0:01.5"; -2 -> "−0:02.0" (before the recording began).
+
+    Tenths are cut, not rounded, so a key pressed at 1.97 s reads 0:01.9,
+    as the player does while it plays that moment, not 0:02.
+    """
     if seconds is None:
         return "—"
-    if seconds <= -0.5:
-        return f"−{clock(-seconds)}"
-    return clock(max(seconds, 0))
+    if seconds <= -0.1:
+        return f"−{_tenths(-seconds)}"
+    return _tenths(max(seconds, 0.0))
+
+
+def _tenths(seconds: float) -> str:
+    whole, tenth = divmod(int(seconds * 10 + 1e-6), 10)
+    return f"{clock(whole)}.{tenth}"
 
 
 @register.filter

@@ -1,7 +1,11 @@
 // A call's page: each recording's waveform (drawn from the peaks stored at
 // finalise) is a slider over its <audio>: click or drag to seek, arrow keys
 // move 5 s, event markers and the timeline's "At" offsets play from there.
-// Also the speed selector and the delete confirmation <dialog>.
+// Markers that would overlap at this width go on rows of their own; events
+// at one moment share a marker that opens their list. The page's own
+// controls (play, skip, time to the tenth, mute) stand in for the stock
+// player, which stays in the page for assistive technology. Also the speed
+// selector and the delete confirmation <dialog>.
 // Without script the page keeps the native player and a confirmation page.
 (function () {
   "use strict";
@@ -9,8 +13,10 @@
   const STEP_SECONDS = 5;
   const PAGE_SECONDS = 30;
   const BAR = 2, GAP = 1; // CSS pixels per waveform bar and between bars
+  const MARKER = 22; // CSS pixels a marker needs to itself
+  const MAX_LANES = 4;
 
-  const clock = window.callrecorder.clock;  // clock.js
+  const offset = window.callrecorder.offset;  // clock.js
 
   function setUp(section) {
     const audio = section.querySelector("audio");
@@ -20,7 +26,8 @@
     const peaksScript = section.querySelector("script[type='application/json']");
     const peaks = peaksScript ? JSON.parse(peaksScript.textContent) : [];
     const loudest = Math.max(250, ...peaks); // quiet calls still show their shape
-    const markers = Array.from(section.querySelectorAll(".marker"));
+    const markers = Array.from(section.querySelectorAll(".wave-markers > .marker"));
+    const controls = section.querySelector("[data-controls]");
     let pendingSeek = null;
     let frame = 0;
     wave.hidden = false;
@@ -62,10 +69,11 @@
     function pausedSpans() {
       const spans = [];
       let from = null;
-      markers.forEach(function (marker) {
-        const at = parseFloat(marker.querySelector("button").dataset.seek);
-        if (marker.classList.contains("marker-paused") && from === null) { from = at; }
-        if (marker.classList.contains("marker-resumed") && from !== null) {
+      wave.querySelectorAll(".wave-markers [data-seek]").forEach(function (button) {
+        const at = parseFloat(button.dataset.seek);
+        const kind = button.closest("li").classList;
+        if (kind.contains("marker-paused") && from === null) { from = at; }
+        if (kind.contains("marker-resumed") && from !== null) {
           spans.push([from, at]);
           from = null;
         }
@@ -74,9 +82,24 @@
       return spans;
     }
 
+    // A marker too close to the one before it at this width goes a row up.
+    function layOutMarkers(width) {
+      const lastCentre = [];
+      markers.forEach(function (marker) {
+        const centre = parseFloat(marker.style.getPropertyValue("--at")) / 100 * width;
+        let lane = lastCentre.findIndex((last) => centre - last >= MARKER);
+        if (lane === -1) { lane = Math.min(lastCentre.length, MAX_LANES - 1); }
+        lastCentre[lane] = centre;
+        marker.style.setProperty("--lane", String(lane));
+        marker.classList.toggle("opens-left", centre > width / 2);
+      });
+      wave.style.setProperty("--lanes", String(Math.max(1, lastCentre.length)));
+    }
+
     function draw() {
       const width = track.clientWidth, height = track.clientHeight;
       if (!width || !height) { return; }
+      layOutMarkers(width);
       const ratio = window.devicePixelRatio || 1;
       if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
         canvas.width = Math.round(width * ratio);
@@ -117,16 +140,58 @@
     function update() {
       const length = duration(), at = now();
       track.setAttribute("aria-valuenow", String(Math.round(at)));
-      track.setAttribute("aria-valuetext", `${clock(at)} of ${clock(length)}`);
+      track.setAttribute("aria-valuetext", `${offset(at)} of ${offset(length)}`);
+      if (controls) { showControls(at, length); }
       draw();
     }
+
+    function showControls(at, length) {
+      const play = controls.querySelector("[data-play]");
+      const verb = audio.paused ? "Play" : "Pause";
+      play.setAttribute("aria-label", play.getAttribute("aria-label").replace(/^\w+/, verb));
+      controls.querySelector("[data-play-icon]").textContent = audio.paused ? "▶" : "❚❚";
+      controls.querySelector("[data-time]").textContent = `${offset(at)} / ${offset(length)}`;
+      controls.querySelector("[data-mute]").setAttribute("aria-pressed", String(audio.muted));
+    }
+
+    if (controls) {
+      controls.hidden = false;
+      audio.classList.add("stock"); // out of sight, still there for assistive technology
+      controls.querySelector("[data-play]").addEventListener("click", function () {
+        if (audio.paused) { audio.play(); } else { audio.pause(); }
+      });
+      controls.querySelectorAll("[data-skip]").forEach(function (button) {
+        button.addEventListener("click", function () { seek(now() + parseFloat(button.dataset.skip)); });
+      });
+      controls.querySelector("[data-mute]").addEventListener("click", function () { audio.muted = !audio.muted; });
+      audio.addEventListener("volumechange", update);
+    }
+
+    // Events at one moment: their marker opens and closes their list.
+    wave.querySelectorAll(".marker-toggle").forEach(function (toggle) {
+      const menu = document.getElementById(toggle.getAttribute("aria-controls"));
+      function open(yes) {
+        toggle.setAttribute("aria-expanded", String(yes));
+        menu.hidden = !yes;
+      }
+      toggle.addEventListener("click", function () { open(menu.hidden); });
+      menu.addEventListener("click", function (event) {
+        if (event.target.closest("[data-seek]")) { open(false); toggle.focus(); }
+      });
+      menu.closest(".marker").addEventListener("keydown", function (event) {
+        if (event.key === "Escape" && !menu.hidden) { open(false); toggle.focus(); }
+      });
+      document.addEventListener("click", function (event) {
+        if (!menu.hidden && !toggle.closest(".marker").contains(event.target)) { open(false); }
+      });
+    });
 
     function animate() {
       update();
       frame = audio.paused ? 0 : requestAnimationFrame(animate);
     }
     audio.addEventListener("play", function () { if (!frame) { frame = requestAnimationFrame(animate); } });
-    ["pause", "seeked", "timeupdate", "ended", "durationchange"].forEach(function (type) {
+    ["play", "pause", "seeked", "timeupdate", "ended", "durationchange"].forEach(function (type) {
       audio.addEventListener(type, update);
     });
 
