@@ -70,7 +70,7 @@ def test_a_simulated_call_shows_on_the_list_and_plays_in_the_detail_page(
     page.wait_for_url(daphne_server.url + "/")
     row = page.get_by_role("row").filter(has_text="447700900123")
     assert row.count() == 1
-    page.screenshot(path=ARTIFACTS / "call-list.png", full_page=True)
+    page.screenshot(path=ARTIFACTS / "call-list-played.png", full_page=True)
 
     row.get_by_role("link").first.click()
     page.wait_for_url(daphne_server.url + recording.call.get_absolute_url())
