@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.files.storage import default_storage
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from recordings_app.models import Call, CallEvent, LiveSocket, Recording
-from recordings_app.services import holds
+from recordings_app.services import access, holds
 
 from .helpers import make_call, record
 
@@ -46,10 +51,12 @@ def test_call_page_has_an_inline_player_for_each_recording(admin_client, recordi
         reverse("admin:recordings_app_call_change", args=[call.pk])
     ).content.decode()
 
+    # A button that makes the <audio> when pressed (admin.js), and its length.
     assert (
-        f'<audio controls preload="none" src="{recordings[0].get_absolute_url()}">'
+        f'<span class="admin-player" data-src="{recordings[0].get_absolute_url()}"'
         in page
     )
+    assert "<audio" not in page and "recordings_app/admin.js" in page
 
 
 def test_recording_and_event_lists_render(admin_client, recordings):
@@ -67,7 +74,8 @@ def test_recording_and_event_lists_render(admin_client, recordings):
         reverse("admin:recordings_app_callevent_changelist"), {"q": "447700100000"}
     ).content.decode()
 
-    assert recording_page.count("<audio controls") == 3
+    assert recording_page.count('class="admin-player"') == 3
+    assert "<audio" not in recording_page  # none fetched until one is played
     assert "ringing" in event_page
 
 
@@ -239,3 +247,98 @@ def test_staff_can_end_a_stale_live_row(admin_client, recordings):
     live_part, finished_part = page.split('class="filters"')
     assert f'data-call-id="{call.pk}"' not in live_part  # no longer "in progress"
     assert f'data-call-id="{call.pk}"' in finished_part
+
+
+def fill_every_list(recordings: list[Recording], user, *, hours_ago: int = 3) -> None:
+    """Rows in each changelist, each written after an older one: the newest
+    is the last written, and the lists put it first."""
+    now = timezone.now()
+    for n, recording in enumerate(recordings):
+        started = now - timedelta(hours=hours_ago - n)
+        Recording.objects.filter(pk=recording.pk).update(started_at=started)
+        Call.objects.filter(pk=recording.call_id).update(started_at=started)
+        CallEvent.objects.create(
+            call=recording.call,
+            source="webhook",
+            status="answered",
+            timestamp=started,
+            payload={},
+            fingerprint="answered",
+        )
+        LiveSocket.objects.create(
+            call=recording.call,
+            channel_name=f"live-{recording.pk}",
+            spool_name=f"live-{recording.pk}.wav",
+            sample_rate=16000,
+            started_at=started,
+        )
+        access.access_log_append(
+            action="play", user=user, ip_address=None, recording=recording
+        )
+
+
+@pytest.fixture
+def every_list(recordings, admin_user) -> None:
+    fill_every_list(recordings, admin_user)
+
+
+CHANGELISTS = ["recording", "call", "callevent", "livesocket", "accesslogentry"]
+
+
+def listed(admin_client, model: str) -> list:
+    response = admin_client.get(reverse(f"admin:recordings_app_{model}_changelist"))
+    return list(response.context["cl"].result_list)
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_every_changelist_lists_the_newest_first(admin_client, every_list, model):
+    rows = listed(admin_client, model)
+
+    assert len(rows) == 3
+    assert [row.pk for row in rows] == sorted((row.pk for row in rows), reverse=True)
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_no_changelist_makes_a_query_per_row(
+    admin_client, admin_user, every_list, settings, model
+):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            admin_client.get(reverse(f"admin:recordings_app_{model}_changelist"))
+        return len(captured)
+
+    queries()  # the first request of a session makes a few of its own
+    with_three = queries()
+    more = [
+        record(make_call(n), b"\x01\x02" * 3200, settings.SPOOL_DIR)
+        for n in range(3, 6)
+    ]
+    fill_every_list(more, admin_user, hours_ago=10)
+
+    assert len(listed(admin_client, model)) == 6
+    assert queries() == with_three
+
+
+def test_recordings_and_calls_show_sizes_and_durations_as_people_say_them(
+    admin_client, recordings
+):
+    Call.objects.filter(pk=recordings[0].call_id).update(duration_seconds=3725)
+    recording_page = admin_client.get(
+        reverse("admin:recordings_app_recording_changelist")
+    ).content.decode()
+    call_page = admin_client.get(
+        reverse("admin:recordings_app_call_changelist")
+    ).content.decode()
+
+    assert recordings[0].size_bytes == 6444
+    assert '<td class="field-size">6.3\xa0KB</td>' in recording_page
+    assert "6444" not in recording_page
+    assert '<td class="field-duration">1:02:05</td>' in call_page
+
+
+def test_the_admin_is_named_for_the_product(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert '<a href="/admin/">callrecorder</a>' in page
+    assert "<title>Calls, recordings and their access log | callrecorder admin" in page
+    assert "Django administration" not in page

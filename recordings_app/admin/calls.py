@@ -1,33 +1,27 @@
+"""Calls in the admin, with their recordings and events; our lines."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import unquote
+from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.html import format_html
 
 from .. import selectors
 from ..addresses import client_ip
-from ..audio.figures import RecordingFigures
-from ..models import AccessLogEntry, Call, CallEvent, Line, LiveSocket, Recording
+from ..models import Call, CallEvent, Line, Recording
 from ..permissions import can_hold
 from ..services import holds
-
-
-def audio_player(recording: Recording) -> str:
-    if not recording.pk or not recording.file:
-        return "—"
-    return format_html(
-        '<audio controls preload="none" src="{}"></audio>',
-        recording.get_absolute_url(),
-    )
+from ..templatetags.recordings import clock
+from . import columns
 
 
 class RecordingInline(admin.TabularInline):
     model = Recording
     extra = 0
-    fields = ["player", "duration", "sample_rate", "size_bytes", "started_at"]
+    fields = ["player", "size", "format", "sealed", "started"]
     readonly_fields = fields
     # Deleting goes through the recording's own page or the bulk action,
     # which write the access log; an inline delete would not.
@@ -36,15 +30,19 @@ class RecordingInline(admin.TabularInline):
 
     @admin.display(description="audio")
     def player(self, recording: Recording) -> str:
-        return audio_player(recording)
+        return columns.player(recording)
+
+    @admin.display(description="size")
+    def size(self, recording: Recording) -> str:
+        return columns.size(recording.size_bytes)
 
     @admin.display(description="encrypted", boolean=True)
     def sealed(self, recording: Recording) -> bool:
         return recording.sealed
 
-    @admin.display(description="duration (s)")
-    def duration(self, recording: Recording) -> str:
-        return f"{recording.duration_seconds:.1f}"
+    @admin.display(description="started")
+    def started(self, recording: Recording) -> str:
+        return columns.moment(recording.started_at, seconds=True)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -111,20 +109,21 @@ class RefuseDeletingHeldCalls:
 
 
 @admin.register(Call)
-class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
+class CallAdmin(RefuseDeletingHeldCalls, columns.ModelAdmin):
     list_display = [
-        "started_at",
+        "started",
         "from_number",
         "to_number",
         "direction",
         "status",
-        "duration_seconds",
+        "duration",
         "recording_count",
         "legal_hold",
     ]
     list_filter = ["status", "direction", "legal_hold", "started_at"]
     search_fields = ["from_number", "to_number", "uuid", "conversation_uuid"]
     date_hierarchy = "started_at"
+    ordering = ["-started_at", "-id"]
     readonly_fields = [
         "conversation_uuid",
         "uuid",
@@ -147,8 +146,22 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
 
     def get_queryset(self, request):
         """Only the calls of the user's teams' lines, unless they see all."""
-        calls = super().get_queryset(request).prefetch_related("recordings")
+        calls = (
+            super().get_queryset(request).annotate(recordings_made=Count("recordings"))
+        )
         return calls.filter(selectors.seen_by(request.user))
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, call: Call) -> str:
+        return columns.moment(call.started_at)
+
+    @admin.display(description="duration", ordering="duration_seconds")
+    def duration(self, call: Call) -> str:
+        return clock(call.duration_seconds)
+
+    @admin.display(description="recordings", ordering="recordings_made")
+    def recording_count(self, call: Call) -> int:
+        return call.recordings_made
 
     def has_set_legal_hold_permission(self, request) -> bool:
         return can_hold(request.user)
@@ -181,90 +194,19 @@ class CallAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
         for call in queryset:
             self.delete_model(request, call)
 
-    @admin.display(description="recordings")
-    def recording_count(self, call: Call) -> int:
-        return len(call.recordings.all())
-
     def has_add_permission(self, request) -> bool:
         return False
-
-
-@admin.register(Recording)
-class RecordingAdmin(RefuseDeletingHeldCalls, admin.ModelAdmin):
-    list_display = [
-        "started_at",
-        "call",
-        "player",
-        "duration",
-        "format",
-        "sealed",
-        "size_bytes",
-        "frame_count",
-    ]
-    list_filter = ["format", "sample_rate", "started_at"]
-    search_fields = [
-        "call__from_number",
-        "call__to_number",
-        "call__uuid",
-        "call__conversation_uuid",
-    ]
-    list_select_related = ["call"]
-    date_hierarchy = "started_at"
-    readonly_fields = [
-        "call",
-        "player",
-        "file",
-        *(
-            name
-            for name in RecordingFigures.names()
-            if name not in ("peaks", "wrapped_key")
-        ),
-        "created_at",
-    ]
-    # Peaks: a thousand numbers, the call's page draws them. The wrapped
-    # data key is of use to nobody reading a page.
-    exclude = ["peaks", "wrapped_key"]
-    actions = ["delete_selected"]
-    held = "call__legal_hold"
-
-    def get_queryset(self, request):
-        recordings = super().get_queryset(request)
-        return recordings.filter(selectors.seen_by(request.user, via="call__"))
-
-    @admin.display(description="audio")
-    def player(self, recording: Recording) -> str:
-        return audio_player(recording)
-
-    @admin.display(description="encrypted", boolean=True)
-    def sealed(self, recording: Recording) -> bool:
-        return recording.sealed
-
-    @admin.display(description="duration (s)")
-    def duration(self, recording: Recording) -> str:
-        return f"{recording.duration_seconds:.1f}"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def delete_model(self, request, obj: Recording) -> None:
-        holds.recording_delete(
-            recording=obj, user=request.user, ip_address=client_ip(request)
-        )
-
-    def delete_queryset(self, request, queryset) -> None:
-        for recording in queryset.select_related("call"):
-            self.delete_model(request, recording)
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(admin.ModelAdmin):
+class CallEventAdmin(columns.ModelAdmin):
     list_display = [
-        "timestamp",
+        "time",
         "status",
         "source",
-        "call",
-        "leg_uuid",
-        "is_websocket_leg",
+        "call_numbers",
+        "leg",
+        "websocket_leg",
     ]
     list_filter = ["source", "status", "is_websocket_leg", "timestamp"]
     search_fields = [
@@ -276,6 +218,7 @@ class CallEventAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["call"]
     date_hierarchy = "timestamp"
+    ordering = ["-timestamp", "-id"]
     readonly_fields = [
         "call",
         "source",
@@ -292,93 +235,28 @@ class CallEventAdmin(admin.ModelAdmin):
         events = super().get_queryset(request)
         return events.filter(selectors.seen_by(request.user, via="call__"))
 
+    @admin.display(description="time", ordering="timestamp")
+    def time(self, event: CallEvent) -> str:
+        return columns.moment(event.timestamp, seconds=True)
+
+    @admin.display(description="call", ordering="call__started_at")
+    def call_numbers(self, event: CallEvent) -> str:
+        return columns.call_cell(event.call)
+
+    @admin.display(description="leg uuid", ordering="leg_uuid")
+    def leg(self, event: CallEvent) -> str:
+        return columns.clipped(event.leg_uuid)
+
+    @admin.display(description="socket leg", boolean=True, ordering="is_websocket_leg")
+    def websocket_leg(self, event: CallEvent) -> bool:
+        return event.is_websocket_leg
+
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         """A call's timeline is its audit trail (who paused, who held it): only
         a purge of the whole call removes it, and the purge is logged."""
-        return False
-
-
-@admin.register(LiveSocket)
-class LiveSocketAdmin(admin.ModelAdmin):
-    """Calls being recorded now. A row whose process stopped renewing it (a
-    worker killed, a machine lost) is "not alive": its call shows as ended
-    everywhere; the row goes when that machine recovers its spool, or here."""
-
-    list_display = [
-        "call",
-        "started_at",
-        "paused",
-        "paused_by",
-        "seen_at",
-        "is_alive",
-        "channel_name",
-    ]
-    list_filter = ["paused"]
-    search_fields = ["call__uuid", "call__from_number", "call__to_number"]
-    list_select_related = ["call"]
-    readonly_fields = [
-        "call",
-        "channel_name",
-        "spool_name",
-        "sample_rate",
-        "started_at",
-        "paused",
-        "paused_by",
-        "seen_at",
-    ]
-
-    def get_queryset(self, request):
-        sockets = super().get_queryset(request).with_alive()
-        return sockets.filter(selectors.seen_by(request.user, via="call__"))
-
-    @admin.display(boolean=True, description="alive", ordering="alive")
-    def is_alive(self, live_socket: LiveSocket) -> bool:
-        return live_socket.alive
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(AccessLogEntry)
-class AccessLogAdmin(admin.ModelAdmin):
-    """Read-only: the log is append-only, for staff to review."""
-
-    list_display = [
-        "created_at",
-        "action",
-        "username",
-        "ip_address",
-        "call_link",
-        "recording_id",
-        "detail",
-    ]
-    list_filter = ["action", "created_at", "username"]
-    search_fields = ["username", "call_uuid", "ip_address", "recording_file"]
-    date_hierarchy = "created_at"
-
-    @admin.display(description="call")
-    def call_link(self, entry: AccessLogEntry) -> str:
-        if entry.call_id is None:
-            return "—"
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("recordings:call_detail", args=[entry.call_id]),
-            entry.call_uuid or entry.call_id,
-        )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
