@@ -157,6 +157,9 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the API docs' Swagger UI, served from here
     "recordings_app",
 ]
 
@@ -605,6 +608,49 @@ CALLRECORDER_RETENTION_CHECK_SECONDS = float(
     os.environ.get("CALLRECORDER_RETENTION_CHECK_SECONDS", "3600")
 )
 
+# --- the HTTP API (/api/v1/) -------------------------------------------------
+
+# A token (Authorization: Bearer) acts as its user, with the pages' permissions
+# and lines, limited to its scope; a signed-in browser session works too (with
+# CSRF). Each token (or session user) gets CALLRECORDER_API_RATE requests.
+CALLRECORDER_API_RATE = os.environ.get("CALLRECORDER_API_RATE", "600/minute")
+CALLRECORDER_API_PAGE_SIZE = int(os.environ.get("CALLRECORDER_API_PAGE_SIZE", "50"))
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "recordings_app.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["recordings_app.api.auth.TokenScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["recordings_app.api.auth.PerTokenThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": CALLRECORDER_API_RATE},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "recordings_app.api.errors.json_error",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "callrecorder API",
+    "DESCRIPTION": "Calls, their events and recordings, as the pages show them.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Throttle counts: shared by every worker through Redis when there is one.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    ),
+}
+
 # No inline script anywhere (django-csp): a script injected into a page
 # cannot run. Inline style attributes stay allowed (the waveform's marker
 # positions); recordings may come from the bucket (RECORDINGS_DELIVERY).
@@ -627,3 +673,43 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+
+# --- health and metrics ---
+
+# /metrics (Prometheus) answers a request that carries `Authorization: Bearer
+# METRICS_TOKEN`, or comes from METRICS_ALLOWED_IPS (addresses or CIDRs,
+# comma-separated; the client's address as the access log has it, so behind a
+# proxy, list the proxy in TRUSTED_PROXIES). Default: this machine only
+# (loopback, not through a proxy), so a local Prometheus works as it is; set
+# it empty to ask everyone for the token. Else 401 (token) or 403.
+# /healthz and /readyz answer anyone: they say only ok, or what is down.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+if not DEBUG and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN is too short: use at least 32 characters (python -c "
+        "'import secrets; print(secrets.token_urlsafe(32))' prints one)"
+    )
+METRICS_ALLOWED_IPS = [
+    item.strip()
+    for item in os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",")
+    if item.strip()
+]
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_network!r} is not an address or a CIDR"
+        ) from None
+# How long /readyz waits for each of the database, the storage and the
+# channel layer (and /metrics for the database and spool folder's figures).
+HEALTH_CHECK_TIMEOUT_SECONDS = float(
+    os.environ.get("HEALTH_CHECK_TIMEOUT_SECONDS", "2")
+)
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself, from the
+# environment of the server processes): with several workers, each keeps its
+# counts in files there and /metrics adds them all up. Empty it before the
+# workers start; unset, each process counts for itself (make run, one worker).
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if _metrics_dir:
+    Path(_metrics_dir).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)

@@ -11,5 +11,6 @@ urlpatterns = [
     path("accounts/verify/", accounts.verify_code, name="verify_code"),
     path("accounts/authenticator/", accounts.set_up_app, name="set_up_app"),
     path("accounts/security/", accounts.account_security, name="account_security"),
+    path("api/v1/", include("recordings_app.api.urls")),
     path("", include("recordings_app.urls")),
 ]

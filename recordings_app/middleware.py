@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlencode
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import async_only_middleware, sync_and_async_middleware
@@ -95,6 +95,14 @@ def idle_sessions_end(get_response):
     return middleware
 
 
+# The API's error body (recordings_app.api.errors) for a session half signed in.
+_SECOND_FACTOR_OWED = {
+    "status": 401,
+    "code": "second_factor_owed",
+    "detail": "This session has not given its second factor: finish signing in.",
+}
+
+
 def _sign_in_paths() -> tuple[str, ...]:
     return tuple(
         reverse(name)
@@ -111,6 +119,8 @@ def second_factor_first(get_response):
         step = selectors.second_factor_step(request.user, request.session)
         if step is not None and not request.path.startswith(_sign_in_paths()):
             target = "verify_code" if step == selectors.VERIFY_CODE else "set_up_app"
+            if request.path.startswith(reverse("api:root")):
+                return JsonResponse(_SECOND_FACTOR_OWED, status=401)
             if BACKGROUND_HEADER in request.headers:
                 return HttpResponse("Finish signing in first.", status=401)
             query = urlencode({"next": request.get_full_path()})

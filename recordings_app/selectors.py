@@ -179,6 +179,14 @@ def calls_in_progress(numbers: list[str] | None) -> list[dict]:
     ]
 
 
+def being_recorded() -> tuple[int, set[str]]:
+    """How many calls are being recorded now, in every process, and the
+    spool files their sockets write (not waiting for recovery)."""
+    live = LiveSocket.objects.alive()
+    calls = live.values("call_id").distinct().count()
+    return calls, set(live.values_list("spool_name", flat=True))
+
+
 def recording_of_visible_call(*, recording_id: int, user: Any) -> Recording | None:
     """A recording with its call (the access log names both), if the user
     sees that call; None otherwise, as for one that does not exist."""

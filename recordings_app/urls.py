@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import media, pages, webhooks
+from .views import health, media, pages, webhooks
 
 app_name = "recordings"
 
@@ -30,4 +30,8 @@ urlpatterns = [
     ),
     path("webhooks/answer", webhooks.answer_webhook, name="answer_webhook"),
     path("webhooks/event", webhooks.event_webhook, name="event_webhook"),
+    # Health and metrics
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_page, name="metrics"),
 ]

@@ -1,9 +1,9 @@
-"""The admin: calls and what hangs off them, recordings, the access log, and
-users' sign-in; the site under the product's name."""
+"""The admin: calls and what hangs off them, recordings, the access log,
+API tokens and users' sign-in; the site under the product's name."""
 
 from django.contrib import admin
 
-from . import access, calls, recordings, users  # noqa: F401  (each registers)
+from . import access, calls, recordings, tokens, users  # noqa: F401  (each registers)
 
 admin.site.site_header = "callrecorder"
 admin.site.site_title = "callrecorder admin"

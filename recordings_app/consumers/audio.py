@@ -21,7 +21,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from ..audio.spool import SpoolWriter
+from .. import metrics
+from ..audio.spool import FinishedSpool, SpoolWriter
 from ..models import Call
 from ..services import calls, recordings
 from ..sockets import (
@@ -48,6 +49,20 @@ from .tasks import (
 from .vonage_auth import SocketRefused, authenticate
 
 logger = logging.getLogger(__name__)
+
+
+async def close_counted(spool: SpoolWriter) -> FinishedSpool:
+    """Close a socket's spool off the event loop, then add its frames and
+    bytes to the metrics: once per socket, from the counts the spool keeps,
+    so the per-frame path has no metric call. A spool that cannot be closed
+    is a recording failed (left to recovery)."""
+    try:
+        return await sync_to_async(spool.close, thread_sensitive=False)()
+    except Exception:
+        metrics.RECORDINGS_FAILED.labels(via="socket").inc()
+        raise
+    finally:
+        metrics.audio_received(frames=spool.frame_count, size=spool.bytes_received)
 
 
 class _NoConnectionTrips(AsyncWebsocketConsumer):
@@ -328,7 +343,7 @@ class RecordingConsumer(_NoConnectionTrips):
         try:
             # Off the event loop: syncing a long call to disk takes a while,
             # and other calls' frames keep arriving meanwhile.
-            finished = await sync_to_async(self.spool.close, thread_sensitive=False)()
+            finished = await close_counted(self.spool)
         except Exception:
             logger.exception(
                 "call %s: spool could not be closed; kept at %s for recovery",

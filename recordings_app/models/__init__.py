@@ -1,6 +1,7 @@
 """The app's tables, one module per concern; import them from here."""
 
 from .access import GENESIS_HASH, AccessLogEntry, AccessLogQuerySet, UsedToken
+from .api import ApiToken
 from .calls import Call, CallEvent, Line
 from .recordings import LiveSocket, LiveSocketQuerySet, Recording, recording_upload_to
 
@@ -8,6 +9,7 @@ __all__ = [
     "GENESIS_HASH",
     "AccessLogEntry",
     "AccessLogQuerySet",
+    "ApiToken",
     "Call",
     "CallEvent",
     "Line",

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from .. import metrics
 from ..audio.codecs import decode_to_wav
 from ..audio.peaks import wav_peaks
 from ..audio.spool import (
@@ -54,6 +55,7 @@ class SpoolFile(File):
         return self.file.name
 
 
+@metrics.counts_recordings(via="socket")
 def recording_finalize(*, call: Call, spool: FinishedSpool) -> Recording | None:
     """Store a finished spool as the call's Recording; a silent socket stores nothing.
 
@@ -127,6 +129,7 @@ def recording_peaks_fill(*, recording: Recording) -> list[int]:
     return peaks
 
 
+@metrics.counts_recordings(via="recovery")
 def recording_recover(*, meta_path: Path) -> Recording | None:
     """Turn an orphaned spool (its writer died, or storage failed) into a Recording.
 

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from .. import signatures, vonage
+from .. import metrics, signatures, vonage
 from ..addresses import UNSIGNED_REFUSED, arrived_forwarded, unsigned_allowed_from
 from ..page_middleware import skips_page_middleware
 from ..services import access, calls
@@ -257,6 +258,22 @@ def vonage_webhook(view: Callable) -> Callable:
     return skips_page_middleware(wrapper)
 
 
+def _answer_counted(view: Callable) -> Callable:
+    """Each NCCO given is a call set up, and its time goes to the answer
+    latency histogram (refusals are not answers)."""
+
+    @functools.wraps(view)  # the marks too: skips_page_middleware, csrf_exempt
+    async def counted(request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = await view(request)
+        if response.status_code == 200:
+            metrics.ANSWER_LATENCY.observe(time.perf_counter() - started)
+            metrics.CALLS_SET_UP.inc()
+        return response
+
+    return counted
+
+
 def _webhook_params(request: HttpRequest) -> dict[str, Any]:
     """Vonage sends GET query strings or POST JSON; accept a form post too."""
     if request.method == "GET":
@@ -277,6 +294,7 @@ def _public_base_url(request: HttpRequest) -> str:
     return settings.PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
 
 
+@_answer_counted
 @vonage_webhook
 async def answer_webhook(request: HttpRequest, *, token: str) -> HttpResponse:
     """Vonage asks what to do with a new call: greet, then stream it to our socket."""
