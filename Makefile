@@ -100,7 +100,11 @@ test-services: venv
 
 screenshots:
 	@test -f test-artifacts/call-list.png || { echo "Run make test first: the browser tests take the screenshots."; exit 1; }
-	cp test-artifacts/call-list.png test-artifacts/call-list-search.png \
-	   test-artifacts/call-detail.png test-artifacts/call-detail-dark.png docs/
+	cd test-artifacts && cp call-list.png call-list-dark.png call-list-search.png \
+	   call-list-phone.png call-list-phone-dark.png \
+	   call-detail.png call-detail-dark.png call-detail-1280.png \
+	   call-detail-phone.png call-detail-phone-dark.png \
+	   admin-recordings-1280.png admin-recordings-390.png admin-recordings-dark.png \
+	   admin-calls-1280.png api-docs.png ../docs/
 	@# Taken by the two-worker test, in the PostgreSQL + Redis pass only.
 	-cp test-artifacts/call-list-live.png test-artifacts/call-live-paused.png docs/
