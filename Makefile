@@ -1,5 +1,6 @@
 # Two commands for a newcomer:
 #   make run    set up (venv, packages, database) and serve the app on :8000
+#               (with the webhook worker, manage.py deliver_webhooks)
 #   make test   set up everything and run every test (lint, SQLite pass,
 #               then PostgreSQL + Redis pass)
 # Other targets: make admin (create a login for the admin), make lint,
@@ -33,7 +34,10 @@ run: venv run-deps
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py recover_recordings
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, create a login with: make admin)"
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@# The webhook worker beside the server, stopped with it.
+	@$(PY) manage.py deliver_webhooks & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(PY) manage.py runserver $(HOST):$(PORT)
 
 # A staff login: asked for at a terminal, or, for a script, taken from
 # DJANGO_SUPERUSER_USERNAME, _PASSWORD and _EMAIL. No login made: exit 1.

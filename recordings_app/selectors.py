@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
@@ -20,7 +20,7 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .live.events import call_summary
-from .models import Call, Line, LiveSocket, Recording
+from .models import Call, Line, LiveSocket, Recording, WebhookDelivery
 from .permissions import sees_all_calls
 
 # The list page's sorts: a label for the form, an order for the query.
@@ -185,6 +185,17 @@ def being_recorded() -> tuple[int, set[str]]:
     live = LiveSocket.objects.alive()
     calls = live.values("call_id").distinct().count()
     return calls, set(live.values_list("spool_name", flat=True))
+
+
+def webhook_deliveries_waiting() -> dict[str, int]:
+    """Webhook deliveries not yet sent and those given up on, for /metrics."""
+    counts = dict(
+        WebhookDelivery.objects.filter(state__in=["pending", "failed"])
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    return {"pending": counts.get("pending", 0), "failed": counts.get("failed", 0)}
 
 
 def recording_of_visible_call(*, recording_id: int, user: Any) -> Recording | None:

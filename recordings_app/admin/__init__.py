@@ -3,7 +3,7 @@ API tokens and users' sign-in; the site under the product's name."""
 
 from django.contrib import admin
 
-from . import access, calls, recordings, tokens, users  # noqa: F401  (each registers)
+from . import access, calls, recordings, tokens, users, webhooks  # noqa: F401
 
 admin.site.site_header = "callrecorder"
 admin.site.site_title = "callrecorder admin"

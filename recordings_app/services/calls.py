@@ -24,7 +24,7 @@ from ..vonage import (
     event_payload_to_keep,
     socket_event_to_keep,
 )
-from . import live_sockets
+from . import live_sockets, webhooks
 
 # What a message may change on a call it finds (written back only if changed).
 _CALL_FIELDS = (
@@ -132,6 +132,10 @@ class _CallsNamed:
     def is_new(self, call: Call) -> bool:
         return call.pk is None
 
+    def every(self) -> list[Call]:
+        """The calls of this batch, new and existing."""
+        return [*self.existing.values(), *self._new]
+
     def save(self) -> None:
         """Write the new calls (one INSERT) and each changed one (an UPDATE
         of what changed: cheaper to build than bulk_update's CASE per field
@@ -197,6 +201,7 @@ def calls_record(*, messages: list[AnswerRequest | CallEventData]) -> None:
         ).values_list("call_id", "fingerprint"):
             seen.add((id(calls.existing[call_id]), fingerprint))
     events = []
+    status_before = {id(call): call.status for call in calls.existing.values()}
     for message in messages:
         conversation_uuid, leg_uuid = _message_names(message)
         call = calls.find(conversation_uuid=conversation_uuid, leg_uuid=leg_uuid)
@@ -205,8 +210,15 @@ def calls_record(*, messages: list[AnswerRequest | CallEventData]) -> None:
         elif (id(call), message.fingerprint) not in seen:
             seen.add((id(call), message.fingerprint))
             events.append(_event_apply(calls, call, message))
+    touched = calls.every()
     calls.save()
     CallEvent.objects.bulk_create(events)
+    for call in touched:
+        before = status_before.get(id(call))
+        if id(call) not in status_before:
+            webhooks.webhook_event_queue(event="call.started", call=call)
+        if call.status == "completed" and before != "completed":
+            webhooks.webhook_event_queue(event="call.completed", call=call)
 
 
 def _answer_apply(calls: _CallsNamed, call: Call, answer: AnswerRequest) -> None:

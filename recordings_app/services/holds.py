@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import AccessLogEntry, Call, CallEvent, Recording
+from . import webhooks
 from .access import access_log_append
 
 
@@ -39,6 +40,12 @@ def recording_delete(
         recording=recording,
         user=user,
         ip_address=ip_address,
+    )
+    webhooks.webhook_event_queue(
+        event="recording.deleted",
+        call=recording.call,
+        recording=recording,
+        extra={"deleted_by": user.get_username()},
     )
     recording.delete()
 
@@ -90,6 +97,9 @@ def legal_hold_set(
         call=call,
         user=by,
         ip_address=ip_address,
+    )
+    webhooks.webhook_event_queue(
+        event="legal_hold.changed", call=call, extra={"changed_by": username}
     )
     return CallEvent.objects.create(
         call=call,

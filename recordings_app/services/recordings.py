@@ -31,6 +31,7 @@ from ..audio.spool import (
     stored_note,
 )
 from ..models import Call, CallEvent, LiveSocket, Recording
+from . import webhooks
 from .calls import call_for_socket
 from .live_sockets import live_sockets_end
 from .stored_audio import (
@@ -63,7 +64,16 @@ def recording_finalize(*, call: Call, spool: FinishedSpool) -> Recording | None:
     metadata says where the file went, and recovery saves the row.
     """
     with finishing_lock(spool.meta_path):
-        return _store_spool(call=call, spool=spool)
+        try:
+            return _store_spool(call=call, spool=spool)
+        except Exception as error:
+            # Kept in the spool: recovery stores it later (recording.ready then).
+            webhooks.webhook_event_queue(
+                event="recording.failed",
+                call=call,
+                extra={"error": f"{type(error).__name__}: {error}"[:300]},
+            )
+            raise
 
 
 def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
@@ -95,11 +105,20 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
             call.uuid or call.conversation_uuid,
             recording.file.name,
         )
-    recording.save()
+    _save_and_announce(recording)
     spool.meta_path.unlink(missing_ok=True)
     spool.path.unlink(missing_ok=True)  # still there when storage copied it
     discard_work_files(spool.path)
     return recording
+
+
+@transaction.atomic
+def _save_and_announce(recording: Recording) -> None:
+    """The row, and recording.ready for the webhooks, in one transaction."""
+    recording.save()
+    webhooks.webhook_event_queue(
+        event="recording.ready", call=recording.call, recording=recording
+    )
 
 
 def recording_peaks(*, recording: Recording) -> list[int]:
@@ -162,7 +181,7 @@ def _recover(meta_path: Path) -> Recording | None:
         recording.file.name = name
         if figures.peaks is None:  # noted before waveforms were kept
             recording.peaks = recording_peaks(recording=recording)
-        recording.save()
+        _save_and_announce(recording)
         meta_path.unlink()
         meta_path.with_suffix(".wav").unlink(missing_ok=True)
         discard_work_files(meta_path.with_suffix(".wav"))

@@ -144,23 +144,13 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 # --- /metrics ---------------------------------------------------------------
 
 
-def _webhook_deliveries() -> dict[str, int] | None:
-    """Outgoing webhook deliveries by state, for callrecorder_webhook_deliveries.
-
-    HOOK: deliveries are not built yet. When they are, return
-    {"pending": n, "failed": n} here, from their selector (one query).
-    None leaves the metric out of /metrics.
-    """
-    return None
-
-
 def _read_state() -> metrics.State:
     """Calls in progress (the live socket rows of every worker) and the spools
     recover_recordings would take now: past the grace period, and no live
     socket writing them."""
     try:
         in_progress, live_spools = selectors.being_recorded()
-        deliveries = _webhook_deliveries()
+        deliveries = selectors.webhook_deliveries_waiting()
     finally:
         connection.close()
     waiting = orphaned_spools(

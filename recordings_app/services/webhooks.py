@@ -1,0 +1,360 @@
+"""Webhooks out: an event is queued in the transaction of the change it
+tells of (an outbox), then sent, signed as Standard Webhooks says, and
+retried with backoff until it is delivered or a day has gone.
+
+Receivers may see an event twice (a worker that died mid-send sends it
+again): its `webhook-id` is the same, so they can tell.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.urls import reverse
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from ..models import (
+    WEBHOOK_EVENTS,
+    Call,
+    Recording,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+
+EVENT_NAMES = [name for name, _ in WEBHOOK_EVENTS]
+RETRY_FOR = timedelta(hours=24)
+# Seconds before the nth retry: doubling from 5 s, at most 10 min, each
+# drawn between half and all of that (jitter: a receiver back up is not
+# hit by every delivery at the same moment).
+_FIRST_RETRY_SECONDS = 5.0
+_LONGEST_RETRY_SECONDS = 600.0
+_EXCERPT = 500
+# Which subscriptions want what, read at most this often by each process:
+# an event on the call path costs no query.
+_SUBSCRIPTIONS_FRESH_FOR = 5.0
+_subscriptions: tuple[float, list[WebhookSubscription]] = (0.0, [])
+
+
+class InvalidSubscription(ValueError):
+    """A URL, event name or secret a subscription cannot have."""
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: whsec_ and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_check(secret: str) -> None:
+    """Raises InvalidSubscription unless the Standard Webhooks library takes it."""
+    try:
+        Webhook(secret)
+    except Exception as error:
+        raise InvalidSubscription(
+            f"the secret must be whsec_ and base64 ({error})"
+        ) from None
+
+
+def webhook_subscription_create(
+    *, url: str, events: list[str], secret: str = "", description: str = ""
+) -> WebhookSubscription:
+    """A new receiver of these events; a secret is made when none is given."""
+    unknown = sorted(set(events) - set(EVENT_NAMES))
+    if not events or unknown:
+        raise InvalidSubscription(
+            f"unknown event(s) {', '.join(unknown) or '(none given)'}: "
+            f"choose from {', '.join(EVENT_NAMES)}"
+        )
+    if not url.startswith(("https://", "http://")):
+        raise InvalidSubscription(f"the URL must be http:// or https://, not {url!r}")
+    secret = secret or new_secret()
+    secret_check(secret)
+    subscription = WebhookSubscription.objects.create(
+        url=url,
+        events=list(dict.fromkeys(events)),
+        secret=secret,
+        description=description,
+    )
+    forget_subscriptions()
+    return subscription
+
+
+def forget_subscriptions() -> None:
+    """Read the subscriptions afresh next time (one was added or changed here)."""
+    global _subscriptions
+    _subscriptions = (0.0, [])
+
+
+def _subscribed_to(event: str) -> list[WebhookSubscription]:
+    global _subscriptions
+    read_at, subscriptions = _subscriptions
+    if time.monotonic() - read_at > _SUBSCRIPTIONS_FRESH_FOR:
+        subscriptions = list(WebhookSubscription.objects.filter(active=True))
+        _subscriptions = (time.monotonic(), subscriptions)
+    return [s for s in subscriptions if event in s.events]
+
+
+def _link(path: str) -> str:
+    return f"{settings.PUBLIC_URL}{path}"
+
+
+def _call_data(call: Call) -> dict[str, Any]:
+    return {
+        "id": call.pk,
+        "uuid": call.uuid,
+        "conversation_uuid": call.conversation_uuid,
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "direction": call.direction,
+        "status": call.status,
+        "started_at": call.started_at.isoformat(),
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "duration_seconds": call.duration_seconds,
+        "legal_hold": call.legal_hold,
+        "url": _link(reverse("api:call", args=[call.pk])),
+        "page_url": _link(call.get_absolute_url()),
+    }
+
+
+def _recording_data(recording: Recording) -> dict[str, Any]:
+    return {
+        "id": recording.pk,
+        "started_at": recording.started_at.isoformat(),
+        "ended_at": recording.ended_at.isoformat(),
+        "duration_seconds": recording.duration_seconds,
+        "format": recording.format,
+        "size_bytes": recording.size_bytes,
+        "pcm_sha256": recording.pcm_sha256,
+        "url": _link(reverse("api:recording", args=[recording.pk])),
+        "audio_url": _link(reverse("api:recording_audio", args=[recording.pk])),
+    }
+
+
+def webhook_event_queue(
+    *,
+    event: str,
+    call: Call,
+    recording: Recording | None = None,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Queue the event for each subscription that wants it, in the caller's
+    transaction: it is sent if, and only if, the change commits."""
+    subscriptions = _subscribed_to(event)
+    if not subscriptions:
+        return 0
+    now = timezone.now()
+    data: dict[str, Any] = {"call": _call_data(call)}
+    if recording is not None:
+        data["recording"] = _recording_data(recording)
+    data.update(extra or {})
+    payload = {"type": event, "timestamp": now.isoformat(), "data": data}
+    WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(
+            subscription=subscription,
+            message_id=f"msg_{uuid.uuid4().hex}",
+            event=event,
+            payload=payload,
+            call_id=call.pk,
+            created_at=now,
+            next_attempt_at=now,
+            give_up_at=now + RETRY_FOR,
+        )
+        for subscription in subscriptions
+    )
+    return len(subscriptions)
+
+
+# --- sending ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a receiver answered one attempt (or why there was no answer)."""
+
+    status_code: int | None
+    error: str = ""
+    excerpt: str = ""
+    duration_ms: int = 0
+
+
+def signed_request(delivery: WebhookDelivery, *, at: datetime) -> tuple[bytes, dict]:
+    """The body and the Standard Webhooks headers of one attempt."""
+    body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+    signature = Webhook(delivery.subscription.secret).sign(
+        delivery.message_id, at, body
+    )
+    return body, {
+        "content-type": "application/json",
+        "user-agent": "callrecorder-webhooks/1",
+        "webhook-id": delivery.message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+@transaction.atomic
+def webhook_deliveries_claim(
+    *, limit: int = 20, lease_seconds: float = 60.0
+) -> list[WebhookDelivery]:
+    """Deliveries due now, each held by this worker for lease_seconds.
+
+    Only the oldest pending delivery of a call (per subscription) is due, so
+    a receiver gets a call's events in order; another worker skips the rows
+    held here (PostgreSQL), and a worker that died lets go at its lease's end.
+    """
+    now = timezone.now()
+    earlier = WebhookDelivery.objects.filter(
+        subscription=OuterRef("subscription"),
+        call_id=OuterRef("call_id"),
+        state=WebhookDelivery.State.PENDING,
+        id__lt=OuterRef("id"),
+    )
+    due = (
+        WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("subscription")
+        .filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+        .exclude(Exists(earlier))
+        .order_by("id")[:limit]
+    )
+    claimed = list(due)
+    until = now + timedelta(seconds=lease_seconds)
+    WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
+        leased_until=until
+    )
+    return claimed
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next try, after `attempts` failed ones."""
+    ceiling = min(_LONGEST_RETRY_SECONDS, _FIRST_RETRY_SECONDS * 2 ** (attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+@transaction.atomic
+def webhook_attempt_record(*, delivery: WebhookDelivery, answer: Answer) -> str:
+    """Log the attempt and move the delivery on: delivered on a 2xx; the
+    subscription ended on a 410 (its pending deliveries cancelled); else a
+    retry later, or failed once its day is over. Returns the new state."""
+    now = timezone.now()
+    WebhookAttempt.objects.create(
+        delivery=delivery,
+        at=now,
+        status_code=answer.status_code,
+        error=answer.error[:300],
+        response_excerpt=answer.excerpt[:_EXCERPT],
+        duration_ms=answer.duration_ms,
+    )
+    delivery.attempts += 1
+    delivery.leased_until = None
+    code = answer.status_code
+    if code is not None and 200 <= code < 300:
+        delivery.state, delivery.delivered_at = WebhookDelivery.State.DELIVERED, now
+    elif code == 410:
+        _subscription_end(
+            delivery.subscription,
+            why=f"the receiver answered 410 at {now:%Y-%m-%d %H:%M}",
+        )
+        delivery.state = WebhookDelivery.State.CANCELLED
+    elif now >= delivery.give_up_at:
+        delivery.state = WebhookDelivery.State.FAILED
+    else:
+        delivery.next_attempt_at = now + timedelta(
+            seconds=retry_delay(delivery.attempts)
+        )
+    delivery.save(
+        update_fields=[
+            "attempts",
+            "leased_until",
+            "state",
+            "delivered_at",
+            "next_attempt_at",
+        ]
+    )
+    return delivery.state
+
+
+def _subscription_end(subscription: WebhookSubscription, *, why: str) -> None:
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(
+        active=False, disabled_reason=why
+    )
+    subscription.deliveries.filter(state=WebhookDelivery.State.PENDING).update(
+        state=WebhookDelivery.State.CANCELLED, leased_until=None
+    )
+    forget_subscriptions()
+
+
+@transaction.atomic
+def webhook_redeliver(*, delivery: WebhookDelivery) -> None:
+    """Send it again now, and retry it for another day if need be."""
+    now = timezone.now()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        state=WebhookDelivery.State.PENDING,
+        next_attempt_at=now,
+        give_up_at=now + RETRY_FOR,
+        leased_until=None,
+    )
+
+
+def webhook_send(delivery: WebhookDelivery, *, timeout: float) -> Answer:
+    """One signed POST; the first 500 bytes of the answer are kept, no more."""
+    body, headers = signed_request(delivery, at=timezone.now())
+    started = time.monotonic()
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        with httpx.stream(
+            "POST",
+            delivery.subscription.url,
+            content=body,
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=False,
+        ) as response:
+            excerpt = b""
+            for piece in response.iter_bytes():
+                excerpt += piece
+                if len(excerpt) >= _EXCERPT:
+                    break
+    except httpx.HTTPError as error:
+        return Answer(
+            None, error=f"{type(error).__name__}: {error}", duration_ms=took()
+        )
+    return Answer(
+        response.status_code,
+        excerpt=excerpt[:_EXCERPT].decode(errors="replace"),
+        duration_ms=took(),
+    )
+
+
+def webhooks_deliver_due(*, limit: int = 10, timeout: float = 10.0) -> int:
+    """Send what is due now, side by side (one slow receiver holds up no
+    other); returns how many were tried. Each is held for timeout + 20 s."""
+    claimed = webhook_deliveries_claim(limit=limit, lease_seconds=timeout + 20)
+    if not claimed:
+        return 0
+    with ThreadPoolExecutor(max_workers=len(claimed)) as senders:
+        answers = list(
+            senders.map(
+                lambda delivery: webhook_send(delivery, timeout=timeout), claimed
+            )
+        )
+    for delivery, answer in zip(claimed, answers, strict=True):
+        webhook_attempt_record(delivery=delivery, answer=answer)
+    return len(claimed)
