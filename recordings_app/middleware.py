@@ -7,6 +7,7 @@ import time
 from urllib.parse import urlencode
 
 from asgiref.sync import iscoroutinefunction
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -85,6 +86,7 @@ def idle_sessions_end(get_response):
             user is not None
             and user.is_authenticated
             and BACKGROUND_HEADER not in request.headers
+            and SESSION_KEY in request.session  # not an API token's request
         ):
             now, session = int(time.time()), request.session
             # Saved anyway (signing in), or not pushed for a minute.

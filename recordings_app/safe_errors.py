@@ -16,6 +16,7 @@ class CredentialsHidingFilter(SafeExceptionReporterFilter):
     """Settings and request headers that may carry a credential are starred."""
 
     hidden_settings = re.compile(
-        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|URL|CHANNEL_LAYERS|DATABASES",
+        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|AUTHORIZATION|URL"
+        "|CHANNEL_LAYERS|DATABASES",
         flags=re.IGNORECASE,
     )

@@ -112,7 +112,11 @@ async def _unavailable(
 
 
 async def _log(
-    request: HttpRequest, recording: Recording, action: str, user: Any
+    request: HttpRequest,
+    recording: Recording,
+    action: str,
+    user: Any,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     await sync_to_async(access.recording_play_log)(
         recording=recording,
@@ -120,6 +124,7 @@ async def _log(
         ip_address=client_ip(request),
         action=action,
         window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
+        detail=detail,
     )
 
 
@@ -134,6 +139,7 @@ async def stored_file_response(
     user: Any,
     action: str,
     attachment: bool,
+    detail: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """The stored file (opened if sealed), whole or the byte range asked for."""
     size = recording.size_bytes
@@ -148,7 +154,7 @@ async def stored_file_response(
     handoff = await sync_to_async(_handoff)(recording, disposition)
     if handoff is not None:
         if request.method == "GET":
-            await _log(request, recording, action, user)
+            await _log(request, recording, action, user, detail)
         return handoff
     start, end = byte_range or (0, size - 1)
     headers = {
@@ -170,9 +176,8 @@ async def stored_file_response(
         first = await sync_to_async(next)(pieces, b"")
     except _UNOPENABLE as error:
         return await _unavailable(recording, error, handle)
-    await _log(
-        request, recording, action, user
-    )  # a HEAD or a refusal hands out no audio
+    # Logged here: a HEAD or a refusal hands out no audio.
+    await _log(request, recording, action, user, detail)
     return StreamingHttpResponse(
         _rest(first, pieces, handle),
         status=status,
@@ -181,10 +186,28 @@ async def stored_file_response(
     )
 
 
+def _span(pieces: Iterator[bytes], *, skip: int, length: int) -> Iterator[bytes]:
+    """length bytes of the pieces, after their first `skip` bytes; never an
+    empty piece (which would end the response early)."""
+    for piece in pieces:
+        cut = min(skip, len(piece))
+        piece, skip = piece[cut : cut + length], skip - cut
+        if piece:
+            yield piece
+            length -= len(piece)
+        if length <= 0:
+            return
+
+
 async def wav_response(
-    request: HttpRequest, recording: Recording, *, user: Any
+    request: HttpRequest,
+    recording: Recording,
+    *,
+    user: Any,
+    detail: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    """A WAV of the recorded PCM, decoded from FLAC or Opus as it is sent."""
+    """A WAV of the recorded PCM, decoded from FLAC or Opus as it is sent;
+    an HTTP Range seeks in the stored audio, whatever its format."""
     if recording.format == WAV:
         return await stored_file_response(
             request,
@@ -192,28 +215,50 @@ async def wav_response(
             user=user,
             action=AccessLogEntry.Action.DOWNLOAD,
             attachment=True,
+            detail=detail,
         )
     header = wav_header(
         sample_rate=recording.sample_rate, sample_count=recording.sample_count
     )
+    size = len(header) + recording.sample_count * 2
+    try:
+        byte_range = parse_range(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
+    start, end = byte_range or (0, size - 1)
     headers = {
-        "Accept-Ranges": "none",
+        "Accept-Ranges": "bytes",
         "Cache-Control": "private",
         "Content-Disposition": content_disposition_header(
             True, _filename(recording, "wav")
         ),
-        "Content-Length": str(len(header) + recording.sample_count * 2),
+        "Content-Length": str(end - start + 1),
     }
+    status = 200
+    if byte_range:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     if request.method == "HEAD":
-        return HttpResponse(content_type="audio/wav", headers=headers)
+        return HttpResponse(status=status, content_type="audio/wav", headers=headers)
+    prefix = header[start : end + 1]
+    pcm_start = max(0, start - len(header))
     handle = None
     try:
         handle = await sync_to_async(stored_audio.recording_open)(recording)
-        pieces = pcm_blocks(handle, sample_count=recording.sample_count)
-        first = header + await sync_to_async(next)(pieces, b"")
+        pieces = _span(
+            pcm_blocks(
+                handle, sample_count=recording.sample_count, start=pcm_start // 2
+            ),
+            skip=pcm_start % 2,
+            length=end - start + 1 - len(prefix),
+        )
+        first = prefix + await sync_to_async(next)(pieces, b"")
     except _UNOPENABLE as error:
         return await _unavailable(recording, error, handle)
-    await _log(request, recording, AccessLogEntry.Action.DOWNLOAD, user)
+    await _log(request, recording, AccessLogEntry.Action.DOWNLOAD, user, detail)
     return StreamingHttpResponse(
-        _rest(first, pieces, handle), content_type="audio/wav", headers=headers
+        _rest(first, pieces, handle),
+        status=status,
+        content_type="audio/wav",
+        headers=headers,
     )

@@ -7,6 +7,7 @@ import hashlib
 import io
 import wave
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -19,7 +20,11 @@ from openapi_spec_validator import validate
 
 from recordings_app.api.auth import PerTokenThrottle
 from recordings_app.models import AccessLogEntry, ApiToken, Call, Line, LiveSocket
-from recordings_app.services.api_tokens import api_token_create, api_token_revoke
+from recordings_app.services.api_tokens import (
+    api_token_check,
+    api_token_create,
+    api_token_revoke,
+)
 
 from .helpers import LISTENER, body, grant, make_call, pcm, record
 
@@ -73,7 +78,8 @@ def test_create_api_token_prints_the_token_last_and_keeps_only_its_hash(
     ("options", "why"),
     [
         ({"user": "nobody", "scope": "read"}, "No user named 'nobody'"),
-        ({"user": "listener", "scope": "read", "expires_days": 0}, "1 or more"),
+        ({"user": "listener", "scope": "read", "expires_days": 0}, "from 1 to"),
+        ({"user": "listener", "scope": "read", "expires_days": 10**9}, "from 1 to"),
     ],
 )
 def test_create_api_token_refuses_what_it_cannot_make(listener, options, why):
@@ -467,3 +473,211 @@ def test_staff_who_may_add_tokens_make_them_only_for_themselves(listener):
     assert list(ApiToken.objects.all()) == [theirs]
     listed = admin.get("/admin/recordings_app/apitoken/").content.decode()
     assert theirs.prefix not in listed  # nor see anyone else's
+
+
+@pytest.mark.parametrize("stored_as", ["flac", "opus"])
+@pytest.mark.parametrize(
+    "byte_range",
+    ["bytes=0-9", "bytes=40-49", "bytes=45-1044", "bytes=1001-1500", "bytes=-7"],
+)
+def test_a_range_of_a_flac_or_opus_recording_is_that_range_of_its_wav(
+    listener, settings, stored_as, byte_range
+):
+    settings.CALLRECORDER_STORAGE_FORMAT = stored_as
+    recording = record(make_call(1), pcm(1.0, 16000, seed=5), settings.SPOOL_DIR)
+    token = token_of(listener)
+    path = f"/api/v1/recordings/{recording.pk}/audio.wav"
+    whole = body(api("get", path, token))
+    assert len(whole) == 44 + recording.sample_count * 2
+
+    part = api("get", path, token, HTTP_RANGE=byte_range)
+
+    first, last = byte_range.removeprefix("bytes=").split("-")
+    if not first:  # the last N bytes
+        first, last = len(whole) - int(last), len(whole) - 1
+    first, last = int(first), int(last)
+    assert part.status_code == 206
+    assert part["Content-Range"] == f"bytes {first}-{last}/{len(whole)}"
+    assert body(part) == whole[first : last + 1]
+
+
+@pytest.mark.parametrize("sort", ["caller", "longest"])
+def test_pages_go_through_more_ties_than_a_thousand_once_each_and_end(listener, sort):
+    now = timezone.now()
+    Call.objects.bulk_create(
+        Call(
+            uuid=f"tie-{n}",
+            from_number="447700900555",  # one frequent caller
+            duration_seconds=30,  # all the same length
+            started_at=now - timedelta(seconds=n % 7),
+        )
+        for n in range(1050)
+    )
+    token = token_of(listener)
+
+    seen, link, pages = [], f"/api/v1/calls?sort={sort}&page_size=200", 0
+    while link and pages < 10:
+        page = api("get", link, token).json()
+        seen += [call["id"] for call in page["results"]]
+        link, pages = page["next"], pages + 1
+
+    assert link is None and pages == 6
+    assert len(seen) == len(set(seen)) == 1050
+
+
+@pytest.mark.parametrize(
+    ("cursor", "why"),
+    [
+        ("cD1nYXJiYWdl", "Not a cursor"),  # DRF's kind, with garbage in it
+        ("%%%", "Not a cursor"),
+        ("eyJzb3J0IjogIm5ld2VzdCIsICJhZnRlciI6IFsieCIsIDFdfQ==", "Not a cursor"),
+    ],
+)
+def test_a_bad_cursor_is_a_400_that_says_so(listener, cursor, why):
+    response = api("get", f"/api/v1/calls?cursor={cursor}", token_of(listener))
+
+    assert response.status_code == 400
+    assert response.json()["fields"]["cursor"][0].startswith(why)
+
+
+def test_a_cursor_of_another_sort_is_refused(listener, settings):
+    for n in range(3):
+        recorded_call(n + 1, settings)
+    token = token_of(listener)
+    next_link = api("get", "/api/v1/calls?sort=caller&page_size=1", token).json()[
+        "next"
+    ]
+    [cursor] = parse_qs(urlsplit(next_link).query)["cursor"]
+
+    response = api(
+        "get", "/api/v1/calls", token, data={"sort": "newest", "cursor": cursor}
+    )
+
+    assert response.status_code == 400
+    assert "sort='caller'" in response.json()["fields"]["cursor"][0]
+
+
+# --- what the review found ------------------------------------------------------
+
+
+def test_two_admins_adding_tokens_at_once_are_each_shown_their_own(
+    admin_user, listener, rf
+):
+    from django.contrib import admin
+
+    model_admin = admin.site._registry[ApiToken]
+    requests = []
+    for owner in (listener, admin_user):  # both saved before either page is made
+        request = rf.post("/admin/recordings_app/apitoken/add/")
+        request.user = admin_user
+        form = model_admin.get_form(request)(
+            data={"user": owner.pk, "name": "", "scope": "read", "expires_at": ""}
+        )
+        assert form.is_valid(), form.errors
+        made = form.save(commit=False)
+        model_admin.save_model(request, made, form, change=False)
+        requests.append((request, made))
+
+    for (request, made), owner in zip(requests, (listener, admin_user), strict=True):
+        token = model_admin.response_add(request, made).context_data["token"]
+        assert ApiToken.objects.get(pk=made.pk).user == owner
+        assert api_token_check(token=token).user == owner
+
+
+def test_a_revoked_token_stays_revoked_whatever_its_change_form_says(listener):
+    staff = grant(
+        User.objects.create_user("sam", is_staff=True),
+        "change_apitoken",
+        "view_apitoken",
+    )
+    api_token, token = api_token_create(user=staff, scope="read")
+    api_token_revoke(api_token=api_token)
+
+    admin_of(staff).post(
+        f"/admin/recordings_app/apitoken/{api_token.pk}/change/",
+        {"name": "renamed", "revoked_at_0": "", "revoked_at_1": "", "expires_at_0": ""},
+    )
+
+    api_token.refresh_from_db()
+    assert api_token.name == "renamed" and api_token.revoked_at is not None
+    assert api("get", "/api/v1/calls", token).status_code == 401
+
+
+def test_token_requests_make_no_session(listener):
+    from django.contrib.sessions.models import Session
+
+    token = token_of(listener)
+    answers = [api("get", "/api/v1/calls", token) for _ in range(3)]
+
+    assert all(a.status_code == 200 and "sessionid" not in a.cookies for a in answers)
+    assert not Session.objects.exists()
+
+
+def test_a_token_is_starred_on_the_debug_error_page(rf):
+    from recordings_app.safe_errors import CredentialsHidingFilter
+
+    request = rf.get("/api/v1/calls", HTTP_AUTHORIZATION="Bearer crt_abc_secret")
+
+    meta = CredentialsHidingFilter().get_safe_request_meta(request)
+
+    assert "secret" not in str(meta["HTTP_AUTHORIZATION"])
+
+
+def test_a_made_up_forwarded_for_does_not_escape_the_rate(monkeypatch, settings):
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # our proxy adds the client's address
+    monkeypatch.setattr(PerTokenThrottle, "THROTTLE_RATES", {"token": "3/minute"})
+    monkeypatch.setattr(PerTokenThrottle, "cache", LocMemCache("fresh", {}))
+
+    answers = [
+        Client()
+        .get("/api/v1/", headers={"X-Forwarded-For": f"1.2.3.{n}, 198.51.100.7"})
+        .status_code
+        for n in range(4)
+    ]
+
+    assert answers == [200, 200, 200, 429]
+
+
+def test_reading_a_call_with_head_is_not_a_view(listener, settings):
+    call, _ = recorded_call(1, settings)
+
+    response = api("head", f"/api/v1/calls/{call.pk}", token_of(listener))
+
+    assert response.status_code == 200
+    assert not AccessLogEntry.objects.filter(action="view").exists()
+
+
+def test_audio_read_with_another_token_or_from_elsewhere_is_logged_again(
+    listener, settings
+):
+    _, recording = recorded_call(1, settings)
+    path = f"/api/v1/recordings/{recording.pk}/audio.wav"
+    crm, leaked = token_of(listener), token_of(listener)
+
+    for token, address in (
+        (crm, "192.0.2.10"),
+        (crm, "192.0.2.10"),
+        (leaked, "203.0.113.66"),
+    ):
+        assert api("get", path, token, REMOTE_ADDR=address).status_code == 200
+
+    logged = AccessLogEntry.objects.filter(action="download").order_by("id")
+    assert [(e.ip_address, e.detail["token"]) for e in logged] == [
+        ("192.0.2.10", ApiToken.objects.order_by("id")[0].prefix),
+        ("203.0.113.66", ApiToken.objects.order_by("id")[1].prefix),
+    ]
+
+
+def test_a_range_past_the_end_is_a_json_416(listener, settings):
+    _, recording = recorded_call(1, settings)
+
+    response = api(
+        "get",
+        f"/api/v1/recordings/{recording.pk}/audio.wav",
+        token_of(listener),
+        HTTP_RANGE=f"bytes={recording.size_bytes}-",
+    )
+
+    assert response.status_code == 416
+    assert response.json()["code"] == "range_not_satisfiable"
+    assert response["Content-Range"] == f"bytes */{recording.size_bytes}"

@@ -76,7 +76,17 @@ class ApiTokenAdmin(ModelAdmin):
     search_fields = ["prefix", "name", "user__username"]
     list_select_related = ["user"]
     ordering = ["-created_at", "-id"]
-    readonly_fields = ["prefix", "user", "scope", "created_at", "last_used_at"]
+    # Once made, only its name changes: a revoked or expired token stays so
+    # (Revoke is an action; a new token is made for more time).
+    readonly_fields = [
+        "prefix",
+        "user",
+        "scope",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     fields = [
         "prefix",
         "user",
@@ -113,7 +123,7 @@ class ApiTokenAdmin(ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        made, self._token_text = api_tokens.api_token_create(
+        made, request.api_token_text = api_tokens.api_token_create(
             user=form.cleaned_data["user"],
             scope=form.cleaned_data["scope"],
             name=form.cleaned_data["name"],
@@ -132,7 +142,7 @@ class ApiTokenAdmin(ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "api_token": ApiToken.objects.select_related("user").get(pk=obj.pk),
-            "token": self._token_text,
+            "token": request.api_token_text,  # this request's own
             "title": "Copy the new API token now",
         }
         return TemplateResponse(

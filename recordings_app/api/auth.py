@@ -10,9 +10,12 @@ apply in the views.
 from __future__ import annotations
 
 from django.core.cache import caches
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
+from ..addresses import client_ip
 from ..models import ApiToken
 from ..services import api_tokens
 
@@ -20,6 +23,7 @@ from ..services import api_tokens
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer crt_…`: the token's user, the token as request.auth."""
 
+    @method_decorator(sensitive_variables("token"))
     def authenticate(self, request):
         kind, _, token = request.headers.get("Authorization", "").partition(" ")
         if kind.lower() != "bearer":
@@ -62,6 +66,11 @@ class PerTokenThrottle(throttling.SimpleRateThrottle):
 
     scope = "token"
     cache = caches["throttle"]
+
+    def get_ident(self, request) -> str:
+        """The client's address as the access log sees it (trusted proxies
+        only), not whatever X-Forwarded-For a client makes up."""
+        return client_ip(request) or "unknown"
 
     def get_cache_key(self, request, view) -> str:
         if isinstance(request.auth, ApiToken):

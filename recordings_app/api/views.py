@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, pagination, status
+from rest_framework import exceptions, generics, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,39 +22,19 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..addresses import client_ip
 from ..forms import CallFilterForm
+from ..models import ApiToken
 from ..permissions import can_delete, can_hold, can_play
 from ..services import access, holds
 from ..streaming import wav_response
 from . import serializers
-
-# The list page's sorts, as orderings a cursor can resume from: the first
-# field is the cursor's position (a call without a duration counts as -1).
-_CURSOR_ORDERINGS = {
-    "newest": ("-started_at", "-id"),
-    "oldest": ("started_at", "id"),
-    "longest": ("-length", "-id"),
-    "caller": ("from_number", "-started_at"),
-}
-
-
-class CallCursor(pagination.CursorPagination):
-    """Pages that hold still while calls arrive: `next` resumes after the
-    last call seen, however many came since."""
-
-    page_size = settings.CALLRECORDER_API_PAGE_SIZE
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-    def get_ordering(self, request, queryset, view):
-        return _CURSOR_ORDERINGS[view.sort]
-
+from .cursors import ORDERINGS, KeysetCursor
 
 _FILTERS = [
     OpenApiParameter("q", str, description="Part of a number, or a call's uuid"),
     OpenApiParameter("since", OpenApiTypes.DATE, description="Started on or after"),
     OpenApiParameter("until", OpenApiTypes.DATE, description="Started on or before"),
     OpenApiParameter("status", str, description="Vonage's status, e.g. completed"),
-    OpenApiParameter("sort", str, enum=list(_CURSOR_ORDERINGS), default="newest"),
+    OpenApiParameter("sort", str, enum=list(ORDERINGS), default="newest"),
 ]
 
 
@@ -66,9 +46,23 @@ def _call_or_404(request, pk: int):
     return call
 
 
+def _error(status: int, code: str, detail: str, plain) -> Response:
+    """The JSON body for a refusal the shared streaming wrote as text."""
+    headers = {k: v for k, v in plain.items() if k == "Content-Range"}
+    return Response(
+        {"status": status, "code": code, "detail": detail},
+        status=status,
+        headers=headers,
+    )
+
+
 def _refuse_unless(allowed: bool, why: str) -> None:
     if not allowed:
         raise exceptions.PermissionDenied(why)
+
+
+class CallCursor(KeysetCursor):
+    page_size = settings.CALLRECORDER_API_PAGE_SIZE
 
 
 @extend_schema(parameters=_FILTERS)
@@ -78,6 +72,7 @@ class CallList(generics.ListAPIView):
 
     serializer_class = serializers.CallSerializer
     pagination_class = CallCursor
+    sort = "newest"
 
     def get_queryset(self):
         form = CallFilterForm(self.request.query_params)
@@ -99,12 +94,13 @@ class CallDetail(generics.RetrieveAPIView):
     def get_object(self):
         call = _call_or_404(self.request, self.kwargs["pk"])
         prefetch_related_objects([call], "events")
-        access.call_view_log(
-            call=call,
-            user=self.request.user,
-            ip_address=client_ip(self.request),
-            window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
-        )
+        if self.request.method == "GET":  # a HEAD shows nothing
+            access.call_view_log(
+                call=call,
+                user=self.request.user,
+                ip_address=client_ip(self.request),
+                window_seconds=settings.ACCESS_LOG_PLAY_WINDOW_SECONDS,
+            )
         return call
 
 
@@ -174,9 +170,19 @@ class RecordingAudio(APIView):
         _refuse_unless(
             can_play(request.user), "You may not play recordings (play_recording)."
         )
-        return async_to_sync(wav_response)(
-            request._request, recording, user=request.user
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        response = async_to_sync(wav_response)(
+            request._request,
+            recording,
+            user=request.user,
+            detail={"token": token.prefix} if token else None,
         )
+        if response.status_code == 416:
+            return _error(416, "range_not_satisfiable", "No such byte range.", response)
+        if response.status_code == 503:
+            why = response.content.decode().strip()
+            return _error(503, "unavailable", why, response)
+        return response
 
 
 class LegalHold(APIView):

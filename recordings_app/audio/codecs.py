@@ -102,8 +102,11 @@ class _Watched:
             raise self.failure
 
 
-def pcm_blocks(stream: BinaryIO, *, sample_count: int) -> Iterator[bytes]:
-    """The 16-bit little-endian PCM of a stored file, exactly sample_count samples.
+def pcm_blocks(
+    stream: BinaryIO, *, sample_count: int, start: int = 0
+) -> Iterator[bytes]:
+    """The 16-bit little-endian PCM of a stored file, exactly sample_count
+    samples (from sample `start` on: a seek, for an HTTP Range).
 
     A lossy decoder may give a few samples more or fewer than were recorded:
     the audio is cut, or padded with at most 0.1 s of silence, to the
@@ -116,9 +119,17 @@ def pcm_blocks(stream: BinaryIO, *, sample_count: int) -> Iterator[bytes]:
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         watched.check()
         raise UnreadableAudio(f"not audio libsndfile can read ({error})") from None
-    remaining = sample_count
+    remaining = sample_count - start
     with decoder:
         tolerance = int(decoder.samplerate * _SHORT_TOLERANCE_SECONDS)
+        if start:
+            try:
+                decoder.seek(start)
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                watched.check()
+                raise UnreadableAudio(
+                    f"cannot seek in the stored audio ({error})"
+                ) from None
         while remaining > 0:
             try:
                 block = decoder.read(min(BLOCK_SAMPLES, remaining), dtype="int16")

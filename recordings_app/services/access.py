@@ -140,18 +140,30 @@ def recording_play_log(
     ip_address: str | None,
     action: str,
     window_seconds: float,
+    detail: dict[str, Any] | None = None,
 ) -> AccessLogEntry | None:
-    """Log a play or download once per user and recording within the window.
+    """Log a play or download once per user, recording, address and detail
+    (an API token's prefix) within the window.
 
     A browser plays one recording with many Range requests (metadata,
-    buffering, every seek); they are one play, not hundreds of entries.
+    buffering, every seek); they are one play, not hundreds of entries. The
+    same user from another address, or with another token, is another entry.
     """
     if _logged_lately(
-        window_seconds, action=action, user_id=user.pk, recording_id=recording.pk
+        window_seconds,
+        action=action,
+        user_id=user.pk,
+        recording_id=recording.pk,
+        ip_address=ip_address,
+        detail=detail or {},
     ):
         return None
     return access_log_append(
-        action=action, recording=recording, user=user, ip_address=ip_address
+        action=action,
+        recording=recording,
+        user=user,
+        ip_address=ip_address,
+        detail=detail,
     )
 
 

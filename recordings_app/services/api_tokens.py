@@ -10,11 +10,13 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from ..models import ApiToken
 
 # "crt_<prefix>_<secret>": the prefix finds the row, the secret is the key.
 _MARK = "crt_"
+_LONGEST_DAYS = 36500  # a hundred years: past that, no expiry at all is meant
 # last_used_at is written at most this often per token, not on every request.
 _USE_RECORDED_EVERY = timedelta(minutes=1)
 
@@ -34,8 +36,8 @@ def api_token_create(
     """
     if scope not in ApiToken.Scope.values:
         raise ValueError(f"scope must be read or write, not {scope!r}")
-    if expires_days is not None and expires_days < 1:
-        raise ValueError("expires_days must be 1 or more")
+    if expires_days is not None and not 1 <= expires_days <= _LONGEST_DAYS:
+        raise ValueError(f"expires_days must be from 1 to {_LONGEST_DAYS}")
     prefix = secrets.token_hex(6)
     token = f"{_MARK}{prefix}_{secrets.token_urlsafe(32)}"
     api_token = ApiToken.objects.create(
@@ -51,6 +53,7 @@ def api_token_create(
     return api_token, token
 
 
+@sensitive_variables("token")
 def api_token_check(*, token: str) -> ApiToken | None:
     """The live token this text is (its user loaded), or None: unknown,
     wrong secret, expired or revoked alike, so none can be told apart."""
