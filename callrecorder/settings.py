@@ -637,6 +637,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "recordings_app.api.errors.error_responses",
+    ],
 }
 # Throttle counts: shared by every worker through Redis when there is one.
 CACHES = {

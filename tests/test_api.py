@@ -413,6 +413,11 @@ def test_the_schema_is_valid_openapi_3_and_names_every_endpoint():
         "/api/v1/recordings/{id}/audio.wav",
     }
     assert schema["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    refusals = schema["paths"]["/api/v1/calls"]["get"]["responses"]
+    assert {"401", "403", "429"} <= set(refusals)
+    assert refusals["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
     docs = Client().get("/api/v1/docs")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
 

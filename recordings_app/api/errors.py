@@ -41,3 +41,41 @@ def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
         },
         status=404,
     )
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["status", "code", "detail"],
+    "properties": {
+        "status": {"type": "integer"},
+        "code": {"type": "string", "example": "not_found"},
+        "detail": {"type": "string"},
+        "fields": {
+            "type": "object",
+            "description": "What is wrong with each field (400 only).",
+            "additionalProperties": True,
+        },
+    },
+}
+_REFUSALS = {
+    "400": "The request is not valid: see fields.",
+    "401": "No token, or an unknown, expired or revoked one.",
+    "403": "Not permitted: the token's scope or the user's permissions.",
+    "404": "No such call or recording (or one of another team's lines).",
+    "429": "Too many requests for this token: see Retry-After.",
+}
+
+
+def error_responses(result, generator, request, public):
+    """drf-spectacular hook: every operation documents the JSON refusals."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = (
+        _ERROR_SCHEMA
+    )
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for code, why in _REFUSALS.items():
+                operation["responses"].setdefault(
+                    code, {"description": why, "content": body}
+                )
+    return result
