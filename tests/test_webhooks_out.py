@@ -43,6 +43,7 @@ class Receiver:
 
     def __init__(self, *answers, port: int = 0) -> None:
         self.answers = list(answers) or [204]
+        self.body = b"ok"
         self.received: list[tuple[dict, bytes]] = []
         receiver = self
 
@@ -55,9 +56,9 @@ class Receiver:
                 time.sleep(wait)
                 receiver.received.append((dict(self.headers), body))
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(receiver.body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(receiver.body)
 
             def log_message(self, *args):
                 pass
@@ -386,9 +387,13 @@ def test_the_admin_subscribes_with_a_made_secret_and_redelivers(
         "/admin/recordings_app/webhooksubscription/add/",
         {"url": hook.url, "events": ["recording.ready"], "secret": "", "active": "on"},
     )
-    assert made.status_code == 302
     subscription = WebhookSubscription.objects.get()
     Webhook(subscription.secret)
+    assert subscription.secret in made.content.decode()  # shown once, here
+    change = admin_client.get(
+        f"/admin/recordings_app/webhooksubscription/{subscription.pk}/change/"
+    )
+    assert subscription.secret not in change.content.decode()  # and not again
     record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
     WebhookDelivery.objects.update(give_up_at=timezone.now())
     webhooks_deliver_due()
@@ -407,3 +412,176 @@ def test_the_admin_subscribes_with_a_made_secret_and_redelivers(
     delivery.refresh_from_db()
     assert delivery.state == "delivered"
     assert len(hook.events(subscription.secret)) == 2
+
+
+def test_webhooks_in_the_admin_are_for_superusers_only(client, django_user_model):
+    from .helpers import grant
+
+    staff = grant(
+        django_user_model.objects.create_user("sam", is_staff=True),
+        "view_webhooksubscription",
+        "view_webhookdelivery",
+        "change_webhooksubscription",
+    )
+    client.force_login(staff)
+
+    for model in ("webhooksubscription", "webhookdelivery"):
+        assert client.get(f"/admin/recordings_app/{model}/").status_code == 403
+
+
+# --- what the review found ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://\u2603.net/", "http://a..b/", "ftp://x.example/"]
+)
+def test_a_url_nothing_can_be_sent_to_is_refused(url):
+    with pytest.raises(webhooks.InvalidSubscription, match="not an http"):
+        subscribe(url, "recording.ready")
+
+
+def test_one_delivery_that_cannot_be_sent_stops_no_other(receiver, settings):
+    hook = receiver(200)
+    good = subscribe(hook.url, "recording.ready")
+    WebhookSubscription.objects.create(  # made before URLs were checked
+        url="http://\u2603.net/", events=["recording.ready"], secret=good.secret
+    )
+    webhooks.forget_subscriptions()
+    record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+
+    assert webhooks_deliver_due() == 2
+
+    states = dict(WebhookDelivery.objects.values_list("subscription__url", "state"))
+    assert states == {hook.url: "delivered", "http://\u2603.net/": "pending"}
+    assert "InvalidURL" in WebhookAttempt.objects.get(status_code=None).error
+
+
+def test_what_a_receiver_says_is_kept_as_the_database_can(receiver, settings):
+    hook = receiver(500)
+    subscribe(hook.url, "recording.ready")
+    record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+    hook.body = b"bad\x00byte"
+
+    webhooks_deliver_due()
+
+    assert WebhookAttempt.objects.get().response_excerpt == "bad\ufffdbyte"
+
+
+def test_a_subscription_deleted_meanwhile_breaks_no_call(receiver):
+    from recordings_app.services.calls import calls_record
+    from recordings_app.vonage import parse_answer
+
+    subscription = subscribe(receiver().url, "call.started")
+    answer = {"from": "447700900123", "to": "1"}
+    calls_record(
+        messages=[parse_answer({**answer, "uuid": "a-1", "conversation_uuid": "C1"})]
+    )
+    subscription.delete()  # from another process: this one's cache knows nothing
+
+    calls_record(
+        messages=[parse_answer({**answer, "uuid": "a-2", "conversation_uuid": "C2"})]
+    )
+
+    assert Call.objects.count() == 2
+
+
+def test_a_stopped_subscription_gets_nothing_more(admin_client, receiver, settings):
+    hook = receiver(200)
+    subscription = subscribe(hook.url, "recording.ready")
+    record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+
+    admin_client.post(
+        f"/admin/recordings_app/webhooksubscription/{subscription.pk}/change/",
+        {
+            "url": hook.url,
+            "events": ["recording.ready"],
+            "secret": "",
+            "description": "",
+        },
+    )  # "active" unticked
+    webhooks_deliver_due()
+
+    assert not hook.received
+    assert WebhookDelivery.objects.get().state == "cancelled"
+
+
+def test_a_subscription_switched_off_in_the_database_gets_nothing(receiver, settings):
+    hook = receiver(200)
+    subscribe(hook.url, "recording.ready")
+    record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+    WebhookSubscription.objects.update(active=False)  # not through the admin
+
+    assert webhooks_deliver_due() == 0
+    assert not hook.received
+
+
+def test_a_late_answer_from_a_worker_whose_hold_ran_out_changes_nothing(
+    receiver, settings
+):
+    subscribe(receiver().url, "recording.ready")
+    record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+    [first_worker] = webhooks.webhook_deliveries_claim()
+    WebhookDelivery.objects.update(leased_until=timezone.now())  # it is slow
+    [second_worker] = webhooks.webhook_deliveries_claim()
+
+    webhooks.webhook_attempt_record(  # the first gives up while the second sends
+        delivery=first_worker, answer=webhooks.Answer(None, error="ReadTimeout")
+    )
+    webhooks.webhook_attempt_record(delivery=second_worker, answer=webhooks.Answer(200))
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts) == ("delivered", 1)
+    assert delivery.attempt_log.count() == 2  # both attempts are logged
+
+
+def test_a_purge_tells_of_each_recording_it_deletes(receiver, settings):
+    from recordings_app.services.retention import purge_calls_older_than
+
+    subscribe(receiver().url, "recording.deleted")
+    old = make_call(1, started_at=timezone.now() - timezone.timedelta(days=40))
+    record(old, pcm(0.1, 16000), settings.SPOOL_DIR)
+
+    purge_calls_older_than(timezone.now() - timezone.timedelta(days=30), dry_run=False)
+
+    [deleted] = WebhookDelivery.objects.filter(event="recording.deleted")
+    assert deleted.payload["data"]["call"]["id"] == old.pk
+    assert deleted.payload["data"]["deleted_by"]
+
+
+def test_a_busy_or_failed_call_ends_too(receiver):
+    from recordings_app.services.calls import calls_record
+    from recordings_app.vonage import parse_answer, parse_event
+
+    subscribe(receiver().url, "call.completed")
+    leg = {"uuid": "b-1", "conversation_uuid": "CB"}
+    calls_record(messages=[parse_answer({**leg, "from": "447700900123", "to": "1"})])
+    calls_record(messages=[parse_event({**leg, "status": "busy"})])
+
+    [ended] = WebhookDelivery.objects.all()
+    assert ended.payload["data"]["call"]["status"] == "busy"
+
+
+def test_a_recording_that_fails_to_store_says_so_once_and_ready_after_recovery(
+    receiver, settings, monkeypatch
+):
+    from recordings_app.audio.spool import orphaned_spools
+    from recordings_app.services import recordings
+
+    subscribe(receiver().url, "recording.ready", "recording.failed")
+    real = recordings.stored_form
+    monkeypatch.setattr(
+        recordings,
+        "stored_form",
+        lambda **kw: (_ for _ in ()).throw(OSError("disk full")),
+    )
+    with pytest.raises(OSError):
+        record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
+    monkeypatch.setattr(recordings, "stored_form", real)
+    [meta] = orphaned_spools(settings.SPOOL_DIR, grace_seconds=0)
+    recordings.recording_recover(meta_path=meta)
+
+    events = list(
+        WebhookDelivery.objects.order_by("id").values_list("event", "payload")
+    )
+    assert [event for event, _ in events] == ["recording.failed", "recording.ready"]
+    assert events[0][1]["data"]["error"] == "OSError"  # its kind, not its text

@@ -213,12 +213,15 @@ def calls_record(*, messages: list[AnswerRequest | CallEventData]) -> None:
     touched = calls.every()
     calls.save()
     CallEvent.objects.bulk_create(events)
+    announced = []
     for call in touched:
         before = status_before.get(id(call))
         if id(call) not in status_before:
-            webhooks.webhook_event_queue(event="call.started", call=call)
-        if call.status == "completed" and before != "completed":
-            webhooks.webhook_event_queue(event="call.completed", call=call)
+            announced.append(("call.started", call, None, None))
+        # Any end (completed, busy, failed...): the payload's status says which.
+        if call.status in FINAL_STATUSES and before not in FINAL_STATUSES:
+            announced.append(("call.completed", call, None, None))
+    webhooks.webhook_events_queue(events=announced)
 
 
 def _answer_apply(calls: _CallsNamed, call: Call, answer: AnswerRequest) -> None:

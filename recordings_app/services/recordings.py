@@ -64,22 +64,42 @@ def recording_finalize(*, call: Call, spool: FinishedSpool) -> Recording | None:
     metadata says where the file went, and recovery saves the row.
     """
     with finishing_lock(spool.meta_path):
-        try:
-            return _store_spool(call=call, spool=spool)
-        except Exception as error:
-            # Kept in the spool: recovery stores it later (recording.ready then).
-            webhooks.webhook_event_queue(
-                event="recording.failed",
-                call=call,
-                extra={"error": f"{type(error).__name__}: {error}"[:300]},
-            )
-            raise
+        return _store_spool(call=call, spool=spool, failure_announced=True)
 
 
-def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
+def _store_spool(
+    *, call: Call, spool: FinishedSpool, failure_announced: bool = False
+) -> Recording | None:
     if spool.sample_count == 0:
         spool.discard()
         return None
+    try:
+        recording = _stored(call=call, spool=spool)
+    except Exception as error:
+        if failure_announced:  # the call's end; a recovery retry says nothing new
+            _announce_failure(call, error)
+        raise
+    spool.meta_path.unlink(missing_ok=True)
+    spool.path.unlink(missing_ok=True)  # still there when storage copied it
+    discard_work_files(spool.path)
+    return recording
+
+
+def _announce_failure(call: Call, error: Exception) -> None:
+    """recording.failed: the audio is kept in the spool, and recording.ready
+    follows once recovery stores it. Only the kind of error goes out."""
+    try:
+        webhooks.webhook_event_queue(
+            event="recording.failed",
+            call=call,
+            extra={"error": type(error).__name__, "kept_for_recovery": True},
+        )
+    except Exception:
+        logger.exception("call %s: recording.failed not queued", call.pk)
+
+
+def _stored(*, call: Call, spool: FinishedSpool) -> Recording:
+    """The file in storage and its row (with recording.ready), committed."""
     figures = spool.figures()
     form = stored_form(
         wav_path=spool.path,
@@ -106,9 +126,6 @@ def _store_spool(*, call: Call, spool: FinishedSpool) -> Recording | None:
             recording.file.name,
         )
     _save_and_announce(recording)
-    spool.meta_path.unlink(missing_ok=True)
-    spool.path.unlink(missing_ok=True)  # still there when storage copied it
-    discard_work_files(spool.path)
     return recording
 
 
@@ -175,8 +192,16 @@ def _recover(meta_path: Path) -> Recording | None:
     audio_name = meta_path.with_suffix(".wav").name
     stored = stored_note(meta)
     if stored and default_storage.exists(stored[0]):
-        # The file reached storage; only the row is missing.
+        # The file reached storage; only the row is missing (unless it was
+        # saved and only the spool's clean-up failed: then it is not again).
         name, figures = stored
+        recording = Recording.objects.filter(file=name).first()
+        if recording is not None:
+            meta_path.unlink()
+            meta_path.with_suffix(".wav").unlink(missing_ok=True)
+            discard_work_files(meta_path.with_suffix(".wav"))
+            live_sockets_end(spool_name=audio_name)
+            return recording
         recording = Recording.from_figures(call=call, figures=figures)
         recording.file.name = name
         if figures.peaks is None:  # noted before waveforms were kept

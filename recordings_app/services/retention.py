@@ -16,8 +16,9 @@ from django.db import transaction
 from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 
-from ..models import AccessLogEntry, Call, Recording
+from ..models import AccessLogEntry, Call, Recording, WebhookDelivery
 from ..selectors import purgeable_calls
+from . import webhooks
 from .access import System, access_log_append
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,12 @@ def _purge_call(call_id: int, cutoff: datetime, report: PurgeReport) -> None:
             user=RETENTION,
             ip_address=None,
         )
+        webhooks.webhook_event_queue(
+            event="recording.deleted",
+            call=call,
+            recording=recording,
+            extra={"deleted_by": RETENTION.get_username()},
+        )
         recording.delete()
         report.deleted_recordings += 1
         report.deleted_bytes += recording.size_bytes
@@ -136,6 +143,11 @@ def _purge_call(call_id: int, cutoff: datetime, report: PurgeReport) -> None:
             ip_address=None,
             detail={"cutoff": cutoff.isoformat()},
         )
+        # Its webhooks sent: their payloads hold its numbers. (The deletions
+        # just queued are still to go.)
+        WebhookDelivery.objects.filter(call_id=call.pk).exclude(
+            state=WebhookDelivery.State.PENDING
+        ).delete()
         call.delete()
         report.deleted_calls += 1
 

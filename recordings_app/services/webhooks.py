@@ -14,13 +14,15 @@ import random
 import secrets
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
@@ -44,10 +46,12 @@ RETRY_FOR = timedelta(hours=24)
 _FIRST_RETRY_SECONDS = 5.0
 _LONGEST_RETRY_SECONDS = 600.0
 _EXCERPT = 500
-# Which subscriptions want what, read at most this often by each process:
-# an event on the call path costs no query.
-_SUBSCRIPTIONS_FRESH_FOR = 5.0
-_subscriptions: tuple[float, list[WebhookSubscription]] = (0.0, [])
+# With no subscription at all (the usual case), each process looks again at
+# most this often: the call path costs no query. Once there are some, they
+# are read in the change's own transaction (one query a batch), so a
+# subscription deleted or stopped a moment ago is never written to.
+_NONE_FRESH_FOR = 5.0
+_none_seen_at = -_NONE_FRESH_FOR
 
 
 class InvalidSubscription(ValueError):
@@ -57,6 +61,17 @@ class InvalidSubscription(ValueError):
 def new_secret() -> str:
     """A Standard Webhooks secret: whsec_ and 32 random bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def url_check(url: str) -> None:
+    """Raises InvalidSubscription unless the URL is one httpx can POST to."""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+        httpx.URL(url)
+    except (ValidationError, httpx.InvalidURL):
+        raise InvalidSubscription(
+            f"not an http(s) URL httpx can reach: {url!r}"
+        ) from None
 
 
 def secret_check(secret: str) -> None:
@@ -79,8 +94,7 @@ def webhook_subscription_create(
             f"unknown event(s) {', '.join(unknown) or '(none given)'}: "
             f"choose from {', '.join(EVENT_NAMES)}"
         )
-    if not url.startswith(("https://", "http://")):
-        raise InvalidSubscription(f"the URL must be http:// or https://, not {url!r}")
+    url_check(url)
     secret = secret or new_secret()
     secret_check(secret)
     subscription = WebhookSubscription.objects.create(
@@ -94,18 +108,31 @@ def webhook_subscription_create(
 
 
 def forget_subscriptions() -> None:
-    """Read the subscriptions afresh next time (one was added or changed here)."""
-    global _subscriptions
-    _subscriptions = (0.0, [])
+    """Look for subscriptions afresh next time (one was added here)."""
+    global _none_seen_at
+    _none_seen_at = -_NONE_FRESH_FOR
 
 
-def _subscribed_to(event: str) -> list[WebhookSubscription]:
-    global _subscriptions
-    read_at, subscriptions = _subscriptions
-    if time.monotonic() - read_at > _SUBSCRIPTIONS_FRESH_FOR:
-        subscriptions = list(WebhookSubscription.objects.filter(active=True))
-        _subscriptions = (time.monotonic(), subscriptions)
-    return [s for s in subscriptions if event in s.events]
+def _active_subscriptions() -> list[WebhookSubscription]:
+    global _none_seen_at
+    if time.monotonic() - _none_seen_at < _NONE_FRESH_FOR:
+        return []
+    subscriptions = list(WebhookSubscription.objects.filter(active=True))
+    if not subscriptions:
+        _none_seen_at = time.monotonic()
+    return subscriptions
+
+
+@transaction.atomic
+def webhook_subscription_stop(*, subscription: WebhookSubscription, why: str) -> None:
+    """No more events for it: what it had queued is cancelled too."""
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(
+        active=False, disabled_reason=why[:200]
+    )
+    subscription.active, subscription.disabled_reason = False, why[:200]
+    subscription.deliveries.filter(state=WebhookDelivery.State.PENDING).update(
+        state=WebhookDelivery.State.CANCELLED, leased_until=None
+    )
 
 
 def _link(path: str) -> str:
@@ -153,29 +180,41 @@ def webhook_event_queue(
 ) -> int:
     """Queue the event for each subscription that wants it, in the caller's
     transaction: it is sent if, and only if, the change commits."""
-    subscriptions = _subscribed_to(event)
+    return webhook_events_queue(events=[(event, call, recording, extra)])
+
+
+def webhook_events_queue(
+    *,
+    events: list[tuple[str, Call, Recording | None, dict[str, Any] | None]],
+) -> int:
+    """Queue several events (a batch of webhooks' calls) with one INSERT."""
+    subscriptions = _active_subscriptions() if events else []
     if not subscriptions:
         return 0
     now = timezone.now()
-    data: dict[str, Any] = {"call": _call_data(call)}
-    if recording is not None:
-        data["recording"] = _recording_data(recording)
-    data.update(extra or {})
-    payload = {"type": event, "timestamp": now.isoformat(), "data": data}
-    WebhookDelivery.objects.bulk_create(
-        WebhookDelivery(
-            subscription=subscription,
-            message_id=f"msg_{uuid.uuid4().hex}",
-            event=event,
-            payload=payload,
-            call_id=call.pk,
-            created_at=now,
-            next_attempt_at=now,
-            give_up_at=now + RETRY_FOR,
-        )
-        for subscription in subscriptions
-    )
-    return len(subscriptions)
+    deliveries = []
+    for event, call, recording, extra in events:
+        data: dict[str, Any] = {"call": _call_data(call)}
+        if recording is not None:
+            data["recording"] = _recording_data(recording)
+        data.update(extra or {})
+        payload = {"type": event, "timestamp": now.isoformat(), "data": data}
+        deliveries += [
+            WebhookDelivery(
+                subscription=subscription,
+                message_id=f"msg_{uuid.uuid4().hex}",
+                event=event,
+                payload=payload,
+                call_id=call.pk,
+                created_at=now,
+                next_attempt_at=now,
+                give_up_at=now + RETRY_FOR,
+            )
+            for subscription in subscriptions
+            if event in subscription.events
+        ]
+    WebhookDelivery.objects.bulk_create(deliveries)
+    return len(deliveries)
 
 
 # --- sending ------------------------------------------------------------------
@@ -200,6 +239,7 @@ def signed_request(delivery: WebhookDelivery, *, at: datetime) -> tuple[bytes, d
     return body, {
         "content-type": "application/json",
         "user-agent": "callrecorder-webhooks/1",
+        "accept-encoding": "identity",  # the excerpt is bytes as sent, capped
         "webhook-id": delivery.message_id,
         "webhook-timestamp": str(int(at.timestamp())),
         "webhook-signature": signature,
@@ -227,6 +267,7 @@ def webhook_deliveries_claim(
         WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("subscription")
         .filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now)
+        .filter(subscription__active=True)
         .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
         .exclude(Exists(earlier))
         .order_by("id")[:limit]
@@ -236,6 +277,8 @@ def webhook_deliveries_claim(
     WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
         leased_until=until
     )
+    for delivery in claimed:
+        delivery.leased_until = until  # this worker's hold, checked on record
     return claimed
 
 
@@ -249,34 +292,48 @@ def retry_delay(attempts: int) -> float:
 def webhook_attempt_record(*, delivery: WebhookDelivery, answer: Answer) -> str:
     """Log the attempt and move the delivery on: delivered on a 2xx; the
     subscription ended on a 410 (its pending deliveries cancelled); else a
-    retry later, or failed once its day is over. Returns the new state."""
+    retry later, or failed once its day is over. Returns the new state.
+
+    Only the worker still holding the delivery moves it on: one whose hold
+    ran out (another worker took it), or whose subscription ended since,
+    only logs what it saw.
+    """
     now = timezone.now()
     WebhookAttempt.objects.create(
         delivery=delivery,
         at=now,
         status_code=answer.status_code,
-        error=answer.error[:300],
-        response_excerpt=answer.excerpt[:_EXCERPT],
+        error=_text(answer.error, 300),
+        response_excerpt=_text(answer.excerpt, _EXCERPT),
         duration_ms=answer.duration_ms,
     )
-    delivery.attempts += 1
-    delivery.leased_until = None
+    current = (
+        WebhookDelivery.objects.select_for_update()
+        .select_related("subscription")
+        .get(pk=delivery.pk)
+    )
+    if (
+        current.state != WebhookDelivery.State.PENDING
+        or current.leased_until != delivery.leased_until
+        or not current.subscription.active
+    ):
+        return current.state
+    current.attempts += 1
+    current.leased_until = None
     code = answer.status_code
     if code is not None and 200 <= code < 300:
-        delivery.state, delivery.delivered_at = WebhookDelivery.State.DELIVERED, now
+        current.state, current.delivered_at = WebhookDelivery.State.DELIVERED, now
     elif code == 410:
-        _subscription_end(
-            delivery.subscription,
+        webhook_subscription_stop(
+            subscription=current.subscription,
             why=f"the receiver answered 410 at {now:%Y-%m-%d %H:%M}",
         )
-        delivery.state = WebhookDelivery.State.CANCELLED
-    elif now >= delivery.give_up_at:
-        delivery.state = WebhookDelivery.State.FAILED
+        current.state = WebhookDelivery.State.CANCELLED
+    elif now >= current.give_up_at:
+        current.state = WebhookDelivery.State.FAILED
     else:
-        delivery.next_attempt_at = now + timedelta(
-            seconds=retry_delay(delivery.attempts)
-        )
-    delivery.save(
+        current.next_attempt_at = now + timedelta(seconds=retry_delay(current.attempts))
+    current.save(
         update_fields=[
             "attempts",
             "leased_until",
@@ -285,17 +342,12 @@ def webhook_attempt_record(*, delivery: WebhookDelivery, answer: Answer) -> str:
             "next_attempt_at",
         ]
     )
-    return delivery.state
+    return current.state
 
 
-def _subscription_end(subscription: WebhookSubscription, *, why: str) -> None:
-    WebhookSubscription.objects.filter(pk=subscription.pk).update(
-        active=False, disabled_reason=why
-    )
-    subscription.deliveries.filter(state=WebhookDelivery.State.PENDING).update(
-        state=WebhookDelivery.State.CANCELLED, leased_until=None
-    )
-    forget_subscriptions()
+def _text(text: str, length: int) -> str:
+    """What a receiver said, as the database can keep it (no NUL)."""
+    return text.replace("\x00", "\ufffd")[:length]
 
 
 @transaction.atomic
@@ -311,14 +363,16 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> None:
 
 
 def webhook_send(delivery: WebhookDelivery, *, timeout: float) -> Answer:
-    """One signed POST; the first 500 bytes of the answer are kept, no more."""
-    body, headers = signed_request(delivery, at=timezone.now())
+    """One signed POST, over within 2 x timeout however the receiver
+    dribbles; the first 500 bytes of the answer are kept. Never raises:
+    whatever goes wrong is the attempt's error."""
     started = time.monotonic()
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
     try:
+        body, headers = signed_request(delivery, at=timezone.now())
         with httpx.stream(
             "POST",
             delivery.subscription.url,
@@ -328,11 +382,11 @@ def webhook_send(delivery: WebhookDelivery, *, timeout: float) -> Answer:
             follow_redirects=False,
         ) as response:
             excerpt = b""
-            for piece in response.iter_bytes():
+            for piece in response.iter_raw():
                 excerpt += piece
-                if len(excerpt) >= _EXCERPT:
+                if len(excerpt) >= _EXCERPT or time.monotonic() - started > 2 * timeout:
                     break
-    except httpx.HTTPError as error:
+    except Exception as error:  # noqa: BLE001 - a bad URL, the network, the receiver
         return Answer(
             None, error=f"{type(error).__name__}: {error}", duration_ms=took()
         )
@@ -344,17 +398,16 @@ def webhook_send(delivery: WebhookDelivery, *, timeout: float) -> Answer:
 
 
 def webhooks_deliver_due(*, limit: int = 10, timeout: float = 10.0) -> int:
-    """Send what is due now, side by side (one slow receiver holds up no
-    other); returns how many were tried. Each is held for timeout + 20 s."""
-    claimed = webhook_deliveries_claim(limit=limit, lease_seconds=timeout + 20)
+    """Send what is due now, side by side; each answer is recorded as it
+    comes (a slow receiver holds up no other). Returns how many were tried."""
+    claimed = webhook_deliveries_claim(limit=limit, lease_seconds=3 * timeout + 10)
     if not claimed:
         return 0
     with ThreadPoolExecutor(max_workers=len(claimed)) as senders:
-        answers = list(
-            senders.map(
-                lambda delivery: webhook_send(delivery, timeout=timeout), claimed
-            )
-        )
-    for delivery, answer in zip(claimed, answers, strict=True):
-        webhook_attempt_record(delivery=delivery, answer=answer)
+        sending = {
+            senders.submit(webhook_send, delivery, timeout=timeout): delivery
+            for delivery in claimed
+        }
+        for sent in as_completed(sending):
+            webhook_attempt_record(delivery=sending[sent], answer=sent.result())
     return len(claimed)

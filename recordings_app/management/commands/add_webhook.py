@@ -6,6 +6,7 @@ line, for the receiver's configuration.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from recordings_app.services.webhooks import (
@@ -45,6 +46,11 @@ class Command(BaseCommand):
             f"Subscription {subscription.pk}: {', '.join(subscription.events)} "
             f"to {subscription.url}, signed (webhook-signature, Standard Webhooks)."
         )
+        if not settings.PUBLIC_URL:
+            self.stderr.write(
+                "PUBLIC_URL is not set: the events' links are paths "
+                "(/api/v1/calls/1), not URLs a receiver can follow."
+            )
         if not options["secret"]:
             self.stderr.write("Its secret, for the receiver:")
             self.stdout.write(subscription.secret)
