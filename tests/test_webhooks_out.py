@@ -26,10 +26,9 @@ from recordings_app.models import (
     WebhookSubscription,
 )
 from recordings_app.services import holds, webhooks
-from recordings_app.services.webhooks import (
-    webhook_subscription_create,
-    webhooks_deliver_due,
-)
+from recordings_app.services import webhook_deliveries as deliveries
+from recordings_app.services.webhook_deliveries import webhooks_deliver_due
+from recordings_app.services.webhooks import webhook_subscription_create
 
 from .helpers import ROOT, database_url, free_port, make_call, pcm, record
 
@@ -223,22 +222,22 @@ def test_a_failing_receiver_is_retried_later_with_each_attempt_logged(
 
 
 def test_retries_back_off_and_stop_after_a_day():
-    delays = [webhooks.retry_delay(n) for n in range(1, 12)]
+    delays = [deliveries.retry_delay(n) for n in range(1, 12)]
     assert 2.5 <= delays[0] <= 5 and 5 <= delays[1] <= 10
     assert all(300 <= d <= 600 for d in delays[8:])  # at most 10 minutes apart
     # Jittered: receivers back up are not hit by every retry at once.
-    assert len({webhooks.retry_delay(3) for _ in range(20)}) > 10
+    assert len({deliveries.retry_delay(3) for _ in range(20)}) > 10
 
 
 def test_a_delivery_held_by_one_worker_is_not_sent_by_another(receiver, settings):
     subscribe(receiver().url, "recording.ready")
     record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
 
-    [held] = webhooks.webhook_deliveries_claim(lease_seconds=60)
+    [held] = deliveries.webhook_deliveries_claim(lease_seconds=60)
 
-    assert webhooks.webhook_deliveries_claim() == []  # another worker, meanwhile
+    assert deliveries.webhook_deliveries_claim() == []  # another worker, meanwhile
     WebhookDelivery.objects.update(leased_until=timezone.now())  # it died
-    assert webhooks.webhook_deliveries_claim() == [held]
+    assert deliveries.webhook_deliveries_claim() == [held]
 
 
 def test_a_receiver_down_gets_every_event_after_in_order_per_call(receiver, settings):
@@ -306,7 +305,7 @@ def test_a_slow_receiver_times_out_and_is_tried_again(receiver, settings):
     subscribe(hook.url, "recording.ready")
     record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
 
-    webhooks.webhooks_deliver_due(timeout=0.5)
+    deliveries.webhooks_deliver_due(timeout=0.5)
 
     attempt = WebhookAttempt.objects.get()
     assert "Timeout" in attempt.error
@@ -322,7 +321,7 @@ def test_redeliver_sends_a_failed_delivery_again(receiver, settings):
     delivery = WebhookDelivery.objects.get()
     assert delivery.state == "failed"
 
-    webhooks.webhook_redeliver(delivery=delivery)
+    deliveries.webhook_redeliver(delivery=delivery)
     webhooks_deliver_due()
 
     delivery.refresh_from_db()
@@ -520,14 +519,16 @@ def test_a_late_answer_from_a_worker_whose_hold_ran_out_changes_nothing(
 ):
     subscribe(receiver().url, "recording.ready")
     record(make_call(1), pcm(0.1, 16000), settings.SPOOL_DIR)
-    [first_worker] = webhooks.webhook_deliveries_claim()
+    [first_worker] = deliveries.webhook_deliveries_claim()
     WebhookDelivery.objects.update(leased_until=timezone.now())  # it is slow
-    [second_worker] = webhooks.webhook_deliveries_claim()
+    [second_worker] = deliveries.webhook_deliveries_claim()
 
-    webhooks.webhook_attempt_record(  # the first gives up while the second sends
-        delivery=first_worker, answer=webhooks.Answer(None, error="ReadTimeout")
+    deliveries.webhook_attempt_record(  # the first gives up while the second sends
+        delivery=first_worker, answer=deliveries.Answer(None, error="ReadTimeout")
     )
-    webhooks.webhook_attempt_record(delivery=second_worker, answer=webhooks.Answer(200))
+    deliveries.webhook_attempt_record(
+        delivery=second_worker, answer=deliveries.Answer(200)
+    )
 
     delivery = WebhookDelivery.objects.get()
     assert (delivery.state, delivery.attempts) == ("delivered", 1)

@@ -15,7 +15,7 @@ from ..models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from ..services import webhooks
+from ..services import webhook_deliveries, webhooks
 from .columns import ModelAdmin, moment
 
 
@@ -162,5 +162,5 @@ class WebhookDeliveryAdmin(SuperusersOnly, ModelAdmin):
     @admin.action(description="Redeliver the selected (now, and for another day)")
     def redeliver(self, request, queryset):
         for delivery in queryset:
-            webhooks.webhook_redeliver(delivery=delivery)
+            webhook_deliveries.webhook_redeliver(delivery=delivery)
         messages.success(request, f"{queryset.count()} delivery(ies) queued again.")

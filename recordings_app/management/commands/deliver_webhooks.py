@@ -12,7 +12,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from recordings_app.services.webhooks import webhooks_deliver_due
+from recordings_app.services.webhook_deliveries import webhooks_deliver_due
 
 
 class Command(BaseCommand):
