@@ -44,6 +44,23 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_networks(name: str, default: str = "") -> list[str]:
+    """Addresses or CIDRs, comma-separated; set but empty means none."""
+    networks = [
+        item.strip()
+        for item in os.environ.get(name, default).split(",")
+        if item.strip()
+    ]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {network!r} is not an address or a CIDR"
+            ) from None
+    return networks
+
+
 def env_count(name: str, default: int, *, of: str) -> int:
     """A whole number of `of` (1 or more)."""
     value = os.environ.get(name, "").strip() or str(default)
@@ -117,14 +134,7 @@ if "TRUST_PROXY_HEADERS" in os.environ:
         "TRUST_PROXY_HEADERS is gone: list your proxies' addresses in "
         "TRUSTED_PROXIES instead (for example TRUSTED_PROXIES=127.0.0.1)."
     )
-TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
-for _network in TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_network, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"TRUSTED_PROXIES: {_network!r} is not an address or a CIDR"
-        ) from None
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = True
 
@@ -693,18 +703,7 @@ if not DEBUG and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
         "METRICS_TOKEN is too short: use at least 32 characters (python -c "
         "'import secrets; print(secrets.token_urlsafe(32))' prints one)"
     )
-METRICS_ALLOWED_IPS = [
-    item.strip()
-    for item in os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",")
-    if item.strip()
-]
-for _network in METRICS_ALLOWED_IPS:
-    try:
-        ipaddress.ip_network(_network, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"METRICS_ALLOWED_IPS: {_network!r} is not an address or a CIDR"
-        ) from None
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 # How long /readyz waits for each of the database, the storage and the
 # channel layer (and /metrics for the database and spool folder's figures).
 HEALTH_CHECK_TIMEOUT_SECONDS = float(

@@ -156,17 +156,7 @@ async def stored_file_response(
         if request.method == "GET":
             await _log(request, recording, action, user, detail)
         return handoff
-    start, end = byte_range or (0, size - 1)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private",
-        "Content-Disposition": disposition,
-        "Content-Length": str(end - start + 1),
-    }
-    status = 200
-    if byte_range:
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    start, end, status, headers = _span_headers(byte_range, size, disposition)
     if request.method == "HEAD":
         return HttpResponse(status=status, content_type=content_type, headers=headers)
     handle = None
@@ -184,6 +174,24 @@ async def stored_file_response(
         content_type=content_type,
         headers=headers,
     )
+
+
+def _span_headers(
+    byte_range: tuple[int, int] | None, size: int, disposition: str
+) -> tuple[int, int, int, dict[str, str]]:
+    """The first and last byte sent, the status (200, or 206 for a Range) and
+    the headers that say so."""
+    start, end = byte_range or (0, size - 1)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private",
+        "Content-Disposition": disposition,
+        "Content-Length": str(end - start + 1),
+    }
+    if byte_range is None:
+        return start, end, 200, headers
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return start, end, 206, headers
 
 
 def _span(pieces: Iterator[bytes], *, skip: int, length: int) -> Iterator[bytes]:
@@ -225,19 +233,8 @@ async def wav_response(
         byte_range = parse_range(request.headers.get("Range"), size)
     except RangeNotSatisfiable:
         return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
-    start, end = byte_range or (0, size - 1)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private",
-        "Content-Disposition": content_disposition_header(
-            True, _filename(recording, "wav")
-        ),
-        "Content-Length": str(end - start + 1),
-    }
-    status = 200
-    if byte_range:
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    disposition = content_disposition_header(True, _filename(recording, "wav"))
+    start, end, status, headers = _span_headers(byte_range, size, disposition)
     if request.method == "HEAD":
         return HttpResponse(status=status, content_type="audio/wav", headers=headers)
     prefix = header[start : end + 1]
