@@ -27,6 +27,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
             "VONAGE_SIGNATURE_SECRET",
             "UNSAFE_ALLOW_UNSIGNED_WEBHOOKS",
             "TRUSTED_PROXIES",
+            "METRICS_ALLOWED_IPS",
             "TRUST_PROXY_HEADERS",
             "SECURE_SSL_REDIRECT",
             "SECURE_HSTS_SECONDS",
@@ -179,6 +180,14 @@ def test_a_trusted_proxy_that_is_not_an_address_is_refused():
 
     assert result.returncode != 0
     assert "TRUSTED_PROXIES: 'nginx' is not an address or a CIDR" in result.stderr
+
+
+def test_metrics_addresses_default_to_loopback_and_set_empty_mean_none():
+    assert "'METRICS_ALLOWED_IPS': ['127.0.0.1', '::1']" in load_settings().stdout
+    assert "'METRICS_ALLOWED_IPS': []" in load_settings(METRICS_ALLOWED_IPS="").stdout
+    refused = load_settings(METRICS_ALLOWED_IPS="10.0.0.0/8,prometheus")
+    assert refused.returncode != 0
+    assert "METRICS_ALLOWED_IPS: 'prometheus' is not an address" in refused.stderr
 
 
 def test_production_mode_requires_a_second_factor_for_staff():
