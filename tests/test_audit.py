@@ -151,6 +151,9 @@ def test_a_torn_or_made_up_line_is_reported_and_the_signed_ones_still_count(
     entries = log_views(user)
     audit.checkpoints.flush()
     path = settings.CALLRECORDER_AUDIT_CHECKPOINT_DIR / audit.CHECKPOINT_FILE
+    # One signed line or two: the first append's timer may run before or
+    # after the others (the checkpoints coalesce); the lines after are ours.
+    signed = len(path.read_text().splitlines())
     with open(path, "a") as handle:
         handle.write(json.dumps({"seq": 99, "hash": "0" * 64, "at": "x", "mac": "y"}))
         handle.write('\n{"seq": 3, "ha')  # a write a full disk cut short
@@ -160,8 +163,11 @@ def test_a_torn_or_made_up_line_is_reported_and_the_signed_ones_still_count(
     sql(f"DELETE FROM {TABLE} WHERE id = %s", entries[-1].pk)
 
     assert "Access log intact: 3 entries" in out.getvalue()
-    assert ":3: not a checkpoint signed with the audit key" in err.getvalue()
-    assert ":4: not a checkpoint signed" in err.getvalue()
+    assert signed >= 1
+    assert (
+        f":{signed + 1}: not a checkpoint signed with the audit key" in err.getvalue()
+    )
+    assert f":{signed + 2}: not a checkpoint signed" in err.getvalue()
     with pytest.raises(CommandError, match="entries were removed"):
         verify()  # the signed checkpoints still catch a removal
 
