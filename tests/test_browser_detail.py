@@ -331,6 +331,10 @@ def test_the_pages_own_controls_play_skip_and_mute_and_the_stock_one_stays(
     mute = page.get_by_role("button", name="Mute")
     mute.click()
     assert audio.evaluate("a => a.muted")
+    # The button follows the audio's volumechange event, which comes after.
+    page.wait_for_function(
+        "() => document.querySelector('[data-mute]').ariaPressed === 'true'"
+    )
     assert mute.get_attribute("aria-pressed") == "true"
 
     # The heading's numbers are in the page's font, not a code font.
