@@ -18,9 +18,13 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import uvloop
 from cps import (
@@ -83,8 +87,11 @@ async def _socket(target: Target, endpoint: dict, frames: int) -> None:
     await close_socket(socket)
 
 
-async def measure(target: Target, calls: int, frames: int) -> dict:
-    """CPU ms per part: answer, event, socket (no frames), frame (us)."""
+async def measure(
+    target: Target, calls: int, frames: int, profile: Path | None = None
+) -> dict:
+    """CPU ms per part: answer, event, socket (no frames), frame (us);
+    with profile, py-spy's raw stacks of each part in that folder."""
     http = HttpPool("127.0.0.1", target.port)
     step = Step()
     callers = [_caller() for _ in range(2 * calls)]
@@ -92,12 +99,20 @@ async def measure(target: Target, calls: int, frames: int) -> dict:
 
     async def part(name: str, jobs, count: int) -> None:
         await asyncio.sleep(0.5)  # let the server settle
+        spy = (
+            _py_spy(target, profile / f"{target.name}-{name.replace(' ', '-')}.txt")
+            if profile
+            else None
+        )
         before = target.cpu_seconds()
         await _in_flight(jobs)
         # Closing work (stored recordings) included: it goes on after the
         # client's close, and what runs past here is counted in the next part.
         await asyncio.sleep(SETTLE_SECONDS)
         figures[name] = (target.cpu_seconds() - before) * 1000 / count
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
 
     answers: list[dict] = []
 
@@ -131,11 +146,41 @@ async def measure(target: Target, calls: int, frames: int) -> dict:
     return figures
 
 
+def _py_spy(target: Target, output: Path) -> subprocess.Popen:
+    """py-spy sampling the server (and its children) until SIGINT."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(target.process.pid),
+            "--rate",
+            "250",
+            "--threads",
+            "--gil",
+            "--nonblocking",
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # attached
+    return spy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="production,floor")
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--frames", type=int, default=150, help="per socket")
+    parser.add_argument(
+        "--profile", type=Path, help="folder for py-spy's raw stacks of each part"
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {int(CLIENT_CORE)})
     rows = []
@@ -144,7 +189,9 @@ def main() -> None:
             target = Target(name)
             try:
                 time.sleep(1)
-                figures = uvloop.run(measure(target, args.calls, args.frames))
+                figures = uvloop.run(
+                    measure(target, args.calls, args.frames, args.profile)
+                )
             finally:
                 target.stop()
             rows.append({"target": name, **figures})

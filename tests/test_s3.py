@@ -173,6 +173,7 @@ def test_a_sealed_flac_is_ciphertext_in_the_bucket_and_plays_back(
     assert downloaded.content[44:] == audio
     assert original.content[:4] == b"fLaC"
     assert seek.status_code == 206 and seek.content == original.content[100:]
+    assert list(settings.SPOOL_DIR.iterdir()) == []  # no plain or work file left
 
 
 def test_a_seek_in_a_sealed_recording_fetches_only_its_chunks(

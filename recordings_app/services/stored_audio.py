@@ -77,17 +77,27 @@ def stored_form(
     return StoredForm(sealed, f"{name}.sealed", to, size, sha256, keys.wrap(data_key))
 
 
+def _work_path(wav_path: Path, name: str) -> Path:
+    """stem.work.flac for stem.flac: beside the spool, named from its stem."""
+    return wav_path.with_name(name.replace(".", ".work.", 1))
+
+
 def _work_file(wav_path: Path, name: str) -> Path:
-    """stem.work.flac for stem.flac: beside the spool, and found by its stem."""
-    path = wav_path.with_name(name.replace(".", ".work.", 1))
+    path = _work_path(wav_path, name)
     path.unlink(missing_ok=True)  # left by an attempt that failed
     return path
 
 
 def discard_work_files(wav_path: Path) -> None:
-    """Remove what stored_form made beside this WAV (it never removes the WAV)."""
-    for path in wav_path.parent.glob(f"{wav_path.stem}.work.*"):
-        path.unlink(missing_ok=True)
+    """Remove what stored_form made beside this WAV (it never removes the WAV).
+
+    By name, not by listing the folder: the spool folder holds every live
+    call's files, and a glob per stored call costs more than storing it.
+    """
+    for extension in codecs.EXTENSIONS.values():
+        name = f"{wav_path.stem}.{extension}"
+        for work_name in (name, f"{name}.sealed"):
+            _work_path(wav_path, work_name).unlink(missing_ok=True)
 
 
 def recording_open(recording: Recording) -> BinaryIO:
