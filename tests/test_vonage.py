@@ -502,3 +502,46 @@ def test_socket_message_without_an_event_name_is_unknown(text):
 
     assert message.event == "websocket:unknown"
     assert not message.is_connected
+
+
+def _signed(secret: str, algorithm: str = "HS256", **claims) -> str:
+    import time
+    import uuid
+
+    import jwt
+
+    claims = {"iat": int(time.time()), "jti": str(uuid.uuid4())} | claims
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _signed("s" * 64),
+        _signed("another-secret-0123456789abcdefgh"),
+        _signed("s" * 64, algorithm="HS512"),
+        _signed("s" * 64)[:-3] + "abc",  # the signature altered
+        _signed("s" * 64).replace(".", ".e30", 1)[:-8],  # the payload altered
+        "not-a-jwt",
+    ],
+    ids=["signed", "other secret", "HS512", "signature", "payload", "malformed"],
+)
+def test_a_webhook_signature_is_accepted_exactly_when_the_vonage_sdk_accepts_it(
+    token,
+):
+    from vonage_jwt import verify_signature
+    from vonage_jwt.errors import VonageVerifyJwtError
+
+    from recordings_app.signatures import SignatureError, verify_vonage_jwt
+
+    try:
+        sdk_accepts = verify_signature(token, "s" * 64)
+    except VonageVerifyJwtError:
+        sdk_accepts = False
+    try:
+        verify_vonage_jwt(token, secret="s" * 64, max_age=300)
+        we_accept = True
+    except SignatureError:
+        we_accept = False
+
+    assert we_accept == sdk_accepts
