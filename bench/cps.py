@@ -350,6 +350,7 @@ class Step:
 
     def __init__(self) -> None:
         self.answers: list[float] = []
+        self.answered_at: list[tuple[float, float]] = []  # (call began, latency)
         self.streams: list[float] = []
         self.lost: Counter[str] = Counter()
         self.event_failures = 0
@@ -817,6 +818,7 @@ async def one_call(
         return
     answered = time.monotonic()
     step.answers.append(answered - began)
+    step.answered_at.append((began, answered - began))
     leg = {
         "from": "447700900000",
         "to": endpoint["uri"],
@@ -905,6 +907,8 @@ async def run_step(
         "started_per_s": round(min(achieved, rate), 1),
         "calls": len(calls),
         "answer_ms": percentiles(step.answers),
+        # Where in the run the slow answers were: a cold start, or a backlog.
+        "answer_p99_ms_by_second": _p99_by_second(step.answered_at, began),
         "stream_ms": percentiles(step.streams),
         "lost": sum(step.lost.values()),
         "lost_why": dict(step.lost),
@@ -913,6 +917,13 @@ async def run_step(
         "server_cpu": round(server_cpu, 2),
         "client_cpu": round(client_cpu, 2),
     }
+
+
+def _p99_by_second(answered_at: list[tuple[float, float]], began: float) -> list:
+    by_second: dict[int, list[float]] = {}
+    for call_began, latency in answered_at:
+        by_second.setdefault(int(call_began - began), []).append(latency)
+    return [percentiles(by_second[second])["p99"] for second in sorted(by_second)]
 
 
 def table(rows: list[dict]) -> str:
