@@ -44,6 +44,9 @@ APP = ROOT  # the app under test (--app: e.g. a `git archive` snapshot)
 WORK = Path("/tmp/bench")
 RESULTS = ROOT / "bench/results"
 TARGETS = ("daphne", "uvicorn", "floor")
+# Not in the defaults: the floor on uvloop, the loop the production worker
+# runs on (issue 16, item 3: the app's capacity against this floor).
+EXTRA_TARGETS = ("floor-uvloop",)
 WAV_HEADER = 44
 FRAME_BYTES = 640  # 20 ms at 16 kHz
 SERVER_CORE, CLIENT_CORE = "0", "1"
@@ -114,6 +117,7 @@ class Server:
     def __init__(self, target: str) -> None:
         Server.count += 1
         self.target = target
+        self.is_floor = target.startswith("floor")
         self.dir = WORK / f"{Server.count:02d}-{target}"
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
@@ -138,8 +142,12 @@ class Server:
                 app,
             ],
             "floor": [PYTHON, str(ROOT / "bench/floor_server.py"), "--port", port],
+            "floor-uvloop": [
+                *(PYTHON, str(ROOT / "bench/floor_server.py"), "--port", port),
+                "--uvloop",
+            ],
         }[target]
-        if target == "floor":
+        if self.is_floor:
             command += ["--dir", str(self.dir / "floor")]
         env = {
             **os.environ,
@@ -205,7 +213,7 @@ class Server:
     def recordings(self) -> dict[str, dict]:
         """Saved recordings by call uuid: frames, size on disk, when finished."""
         saved = {}
-        if self.target == "floor":
+        if self.is_floor:
             for done in (self.dir / "floor").glob("*.done"):
                 info = json.loads(done.read_text())
                 size = done.with_suffix(".pcm").stat().st_size
@@ -232,7 +240,7 @@ class Server:
 
     def audio_frames(self) -> float:
         """Frames on disk, finished or not (spool files of killed calls too)."""
-        if self.target == "floor":
+        if self.is_floor:
             files = [(path, 0) for path in (self.dir / "floor").glob("*.pcm")]
         else:
             files = [(path, WAV_HEADER) for path in self.dir.rglob("*.wav")]
@@ -660,7 +668,7 @@ def _function(frame: str) -> str:
 
 def table(results: dict) -> str:
     """The summary: each server, and the references as a ratio to Daphne."""
-    present = [t for t in TARGETS if t in results]
+    present = [t for t in TARGETS + EXTRA_TARGETS if t in results]
 
     def value(target: str, path: tuple) -> float | None:
         node = results[target]
