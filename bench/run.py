@@ -143,7 +143,10 @@ class Server:
             ],
             "floor": [PYTHON, str(ROOT / "bench/floor_server.py"), "--port", port],
             "floor-uvloop": [
-                *(PYTHON, str(ROOT / "bench/floor_server.py"), "--port", port),
+                PYTHON,
+                str(ROOT / "bench/floor_server.py"),
+                "--port",
+                port,
                 "--uvloop",
             ],
         }[target]
