@@ -57,6 +57,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -322,6 +323,33 @@ class Target:
     def stop(self) -> None:
         stop(self.process)
         self.log.close()
+
+
+def py_spy(pid: int, output: Path) -> subprocess.Popen:
+    """py-spy sampling the server (and its children) until SIGINT."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--threads",
+            "--gil",
+            "--nonblocking",
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # attached
+    return spy
 
 
 def worktree(ref: str) -> Path:
@@ -913,6 +941,8 @@ async def run_step(
         "recorded": complete,
         "event_failures": step.event_failures,
         "server_cpu": round(server_cpu, 2),
+        # Steadier than the percentiles from run to run: what a call costs.
+        "server_cpu_ms_per_call": round(server_cpu * wall * 1000 / len(calls), 2),
         "client_cpu": round(client_cpu, 2),
     }
 
@@ -954,6 +984,9 @@ def main() -> None:
         "--call-seconds", type=float, default=3.0, help="of audio per call"
     )
     parser.add_argument(
+        "--profile", type=Path, help="folder for py-spy's raw stacks of each step"
+    )
+    parser.add_argument(
         "--loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
@@ -968,10 +1001,16 @@ def main() -> None:
             target = Target(name)
             try:
                 for rate in map(int, args.rates.split(",")):
+                    spy = args.profile and py_spy(
+                        target.process.pid, args.profile / f"{name}-{rate}.txt"
+                    )
                     with asyncio.Runner(loop_factory=loop_factory) as runner:
                         row = runner.run(
                             run_step(target, rate, args.seconds, args.call_seconds)
                         )
+                    if spy:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(timeout=60)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     if row["lost"] > row["calls"] / 2:

@@ -19,8 +19,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -39,6 +37,7 @@ from cps import (
     get_answer,
     open_socket,
     post_event,
+    py_spy,
 )
 from run import CLIENT_CORE, stop_everything
 
@@ -99,11 +98,10 @@ async def measure(
 
     async def part(name: str, jobs, count: int) -> None:
         await asyncio.sleep(0.5)  # let the server settle
-        spy = (
-            _py_spy(target, profile / f"{target.name}-{name.replace(' ', '-')}.txt")
-            if profile
-            else None
-        )
+        spy = None
+        if profile:
+            output = profile / f"{target.name}-{name.replace(' ', '-')}.txt"
+            spy = py_spy(target.process.pid, output)
         before = target.cpu_seconds()
         await _in_flight(jobs)
         # Closing work (stored recordings) included: it goes on after the
@@ -144,33 +142,6 @@ async def measure(
     figures["event failures"] = step.event_failures
     http.close()
     return figures
-
-
-def _py_spy(target: Target, output: Path) -> subprocess.Popen:
-    """py-spy sampling the server (and its children) until SIGINT."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    spy = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("py-spy")),
-            "record",
-            "--pid",
-            str(target.process.pid),
-            "--rate",
-            "250",
-            "--threads",
-            "--gil",
-            "--nonblocking",
-            "--subprocesses",
-            "--format",
-            "raw",
-            "--output",
-            str(output),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1)  # attached
-    return spy
 
 
 def main() -> None:

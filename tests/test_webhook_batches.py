@@ -198,8 +198,8 @@ async def test_requests_waiting_go_in_one_batch_answers_first(monkeypatch):
     writes = FakeWrites(monkeypatch)
     group_commit = webhooks._GroupCommit()
 
-    first = asyncio.ensure_future(group_commit.write(("", "event 1"), urgent=False))
-    await settle()  # the writer takes event 1 alone and waits on it
+    first = asyncio.ensure_future(group_commit.write(("", "answer 1"), urgent=True))
+    await settle()  # the writer takes answer 1 alone and waits on it
     later = [
         asyncio.ensure_future(group_commit.write(("", name), urgent=urgent))
         for name, urgent in [("event 2", False), ("event 3", False), ("answer", True)]
@@ -207,13 +207,75 @@ async def test_requests_waiting_go_in_one_batch_answers_first(monkeypatch):
     await settle()
     writes.first_may_finish.set()
 
-    assert await first == "written event 1"
+    assert await first == "written answer 1"
     assert await asyncio.gather(*later) == [
         "written event 2",
         "written event 3",
         "written answer",
     ]
-    assert writes.batches == [["event 1"], ["answer", "event 2", "event 3"]]
+    assert writes.batches == [["answer 1"], ["answer", "event 2", "event 3"]]
+
+
+async def test_events_wait_a_moment_for_company_and_then_go_alone(monkeypatch):
+    """A transaction costs about the same for one webhook or eight: an
+    event waits EVENTS_GATHER_SECONDS for others before it is written."""
+    writes = FakeWrites(monkeypatch)
+    writes.first_may_finish.set()
+    monkeypatch.setattr(webhooks, "EVENTS_GATHER_SECONDS", 0.2)
+    group_commit = webhooks._GroupCommit()
+    began = asyncio.get_running_loop().time()
+
+    first = asyncio.ensure_future(group_commit.write(("", "event 1"), urgent=False))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(group_commit.write(("", "event 2"), urgent=False))
+    await settle()
+    assert writes.batches == []  # still gathering
+    written = await asyncio.gather(first, second)
+
+    assert written == ["written event 1", "written event 2"]
+    assert writes.batches == [["event 1", "event 2"]]
+    assert asyncio.get_running_loop().time() - began >= 0.2
+
+
+async def test_an_answer_never_waits_and_takes_the_gathering_events_along(
+    monkeypatch,
+):
+    writes = FakeWrites(monkeypatch)
+    writes.first_may_finish.set()
+    monkeypatch.setattr(webhooks, "EVENTS_GATHER_SECONDS", 60)
+    group_commit = webhooks._GroupCommit()
+
+    events = [
+        asyncio.ensure_future(group_commit.write(("", name), urgent=False))
+        for name in ("event 1", "event 2")
+    ]
+    await settle()
+    answer = await asyncio.wait_for(
+        group_commit.write(("", "answer"), urgent=True), timeout=5
+    )
+
+    assert answer == "written answer"
+    assert await asyncio.gather(*events) == ["written event 1", "written event 2"]
+    assert writes.batches == [["answer", "event 1", "event 2"]]
+    # Alone, an answer waits for nobody either.
+    assert await asyncio.wait_for(
+        group_commit.write(("", "answer 2"), urgent=True), timeout=5
+    ) == ("written answer 2")
+
+
+async def test_a_full_batch_of_events_is_written_without_waiting(monkeypatch):
+    writes = FakeWrites(monkeypatch)
+    monkeypatch.setattr(webhooks, "EVENTS_GATHER_SECONDS", 60)
+    group_commit = webhooks._GroupCommit()
+    names = [f"event {n}" for n in range(webhooks.WEBHOOKS_PER_TRANSACTION)]
+
+    first = asyncio.ensure_future(group_commit.write(("", names[0]), urgent=False))
+    await settle()  # gathering
+    rest = [group_commit.write(("", n), urgent=False) for n in names[1:]]
+    written = await asyncio.wait_for(asyncio.gather(first, *rest), timeout=5)
+
+    assert written == [f"written {n}" for n in names]
+    assert writes.batches == [names]
 
 
 async def test_a_batch_that_fails_is_written_one_by_one_and_one_fails_alone(
